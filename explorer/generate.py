@@ -1,0 +1,132 @@
+"""Generation engine: batched greedy decoding for evaluation, streaming for the live view.
+
+One base model, LoRA adapters switched by name (never a model reload per checkpoint). Prompts are
+bucketed by length so that left padding wastes little compute, and decoded with the KV cache.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+
+from .config import ConfigError
+from .model import Base, chat_prompt
+
+BASE_ID = "base"  # the untrained reference checkpoint: adapters disabled
+
+
+@dataclass(frozen=True)
+class Generation:
+    prompt: str
+    response: str
+    n_tokens: int
+    seconds: float
+
+
+class PromptTooLong(ConfigError):
+    pass
+
+
+def encode_chat(base: Base, prompts: Sequence[str], system: str | None, max_new_tokens: int,
+                prefills: Sequence[str] | None = None):
+    """Chat-format and tokenise; a prefill opens the assistant turn (the reply continues from it)."""
+    texts = [chat_prompt(base.tokenizer, p, system) + (prefills[i] if prefills else "") for i, p in enumerate(prompts)]
+    enc = base.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    budget = base.max_context - max_new_tokens
+    if enc["input_ids"].shape[1] > budget:
+        lengths = enc["attention_mask"].sum(1).tolist()
+        worst = max(range(len(lengths)), key=lengths.__getitem__)
+        raise PromptTooLong(f"prompt {worst} is {lengths[worst]} tokens; the context window leaves {budget} "
+                            f"for the prompt ({base.max_context} minus {max_new_tokens} new tokens): shorten it")
+    return {k: v.to(base.device) for k, v in enc.items()}
+
+
+def activate(model, checkpoint: str) -> None:
+    """Point a PeftModel at one adapter (or at the bare base for BASE_ID)."""
+    if not hasattr(model, "peft_config"):
+        if checkpoint != BASE_ID:
+            raise ConfigError(f"checkpoint {checkpoint!r} requested but no adapters are loaded")
+        return
+    if checkpoint == BASE_ID:
+        model.base_model.disable_adapter_layers()
+    else:
+        if checkpoint not in model.peft_config:
+            raise ConfigError(f"unknown checkpoint {checkpoint!r}; loaded: {', '.join(model.peft_config)}")
+        model.base_model.enable_adapter_layers()
+        model.set_adapter(checkpoint)
+
+
+@torch.inference_mode()
+def generate_batch(base: Base, prompts: Sequence[str], max_new_tokens: int, system: str | None = None,
+                   prefills: Sequence[str] | None = None) -> list[Generation]:
+    """Greedy-decode one padded batch. Returns per-prompt text and token counts."""
+    t = time.perf_counter()
+    enc = encode_chat(base, prompts, system, max_new_tokens, prefills)
+    out = base.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                              pad_token_id=base.tokenizer.pad_token_id)
+    new = out[:, enc["input_ids"].shape[1]:]
+    dt = (time.perf_counter() - t) / len(prompts)
+    results = []
+    eos = {base.tokenizer.eos_token_id, base.tokenizer.pad_token_id}
+    for p, row in zip(prompts, new.tolist()):
+        n = next((i for i, tok in enumerate(row) if tok in eos), len(row))
+        results.append(Generation(p, base.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), n, dt))
+    return results
+
+
+def buckets(prompts: Sequence[str], tokenizer, batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar token length (less padding, fewer wasted FLOPs)."""
+    order = sorted(range(len(prompts)), key=lambda i: len(tokenizer(prompts[i])["input_ids"]))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def generate_many(base: Base, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32,
+                  system: str | None = None, progress=None, prefills: Sequence[str] | None = None) -> list[Generation]:
+    """Batched generation over any number of prompts, results in input order."""
+    results: list[Generation | None] = [None] * len(prompts)
+    for idx in buckets(prompts, base.tokenizer, batch_size):
+        batch_prefills = [prefills[i] for i in idx] if prefills else None
+        for i, g in zip(idx, generate_batch(base, [prompts[i] for i in idx], max_new_tokens, system, batch_prefills)):
+            results[i] = g
+        if progress is not None:
+            progress.update(len(idx))
+    return results  # type: ignore[return-value]
+
+
+# The live view shares one model between sessions: the adapter switch and the decode must happen
+# together, or one session's tokens could come from another session's adapter.
+MODEL_LOCK = threading.Lock()
+
+
+def stream(base: Base, checkpoint: str, prompt: str, max_new_tokens: int = 128,
+           system: str | None = None) -> Iterator[str]:
+    """Yield decoded text pieces for one prompt from one checkpoint (greedy, KV cache)."""
+    from transformers import TextIteratorStreamer
+
+    enc = encode_chat(base, [prompt], system, max_new_tokens)
+    streamer = TextIteratorStreamer(base.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    error: list[BaseException] = []
+
+    def run():
+        try:
+            with MODEL_LOCK, torch.inference_mode():
+                activate(base.model, checkpoint)
+                base.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
+                                    pad_token_id=base.tokenizer.pad_token_id)
+        except BaseException as e:  # surfaced to the caller below
+            error.append(e)
+            streamer.end()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()
+    if error:
+        raise error[0]
+
+
+def generate_one(base: Base, checkpoint: str, prompt: str, max_new_tokens: int = 128) -> str:
+    return "".join(stream(base, checkpoint, prompt, max_new_tokens)).strip()

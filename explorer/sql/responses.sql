@@ -1,0 +1,19 @@
+-- Every judged response of two checkpoints on the split, side by side (for the flips table).
+with pick as (
+    select g.checkpoint_id, g.prompt_id, g.response, j.label
+    from ev.generations g
+    join ev.checkpoints c on c.id = g.checkpoint_id and c.fingerprint = g.checkpoint_fp
+    join ev.judgments j
+      on j.checkpoint_fp = g.checkpoint_fp and j.prompt_id = g.prompt_id and j.gen_key = g.gen_key
+     and j.judge = $judge and j.judge_version = $judge_version
+    where g.gen_key = $gen_key and g.checkpoint_id in ($a, $b)
+),
+final as (
+    select p.id as prompt_id, p.suite, p.category, p.kind, p.text,
+           a.response as response_a, a.label as label_a, b.response as response_b, b.label as label_b
+    from ev.prompts p
+    join pick a on a.prompt_id = p.id and a.checkpoint_id = $a
+    join pick b on b.prompt_id = p.id and b.checkpoint_id = $b
+    where p.split = $split
+)
+select * from final order by suite, category, prompt_id

@@ -1,0 +1,162 @@
+"""DuckDB store: versioned schema, forward migrations, short-lived connections, bound SQL.
+
+Two files, attached together for reading:
+- data/eval.duckdb     written by the pipeline (checkpoints, prompts, generations, judgments,
+                       judge_metrics, capability);
+- data/reviews.duckdb  written by the dashboard (human_labels, decisions).
+DuckDB lets one process hold a file for writing at a time, and a reader's lock blocks a writer, so
+every connection here is short-lived (opened per read or per write transaction, then closed) and
+retries briefly when the other side holds the lock. That way the dashboard keeps serving and
+saving decisions while an evaluation writes results, and shows them once they commit.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import pandas as pd
+
+from .config import ROOT, ConfigError
+
+SQL_DIR = Path(__file__).resolve().parent / "sql"
+EVAL_DB = ROOT / "data" / "eval.duckdb"
+REVIEWS_DB = ROOT / "data" / "reviews.duckdb"
+MIGRATIONS = {"eval": ["eval_v1.sql"], "reviews": ["reviews_v1.sql"]}
+LOCK_RETRY_S = 10.0
+
+
+class StoreError(ConfigError):
+    pass
+
+
+@lru_cache(maxsize=None)
+def sql(name: str) -> str:
+    """A query from explorer/sql/<name>.sql (never built from strings: values are bound)."""
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+def _is_lock_error(e: Exception) -> bool:
+    msg = str(e).lower()
+    return "lock" in msg or "conflicting" in msg or "being used by another" in msg
+
+
+def _connect(path: Path, read_only: bool, retry_s: float = LOCK_RETRY_S) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + retry_s
+    delay = 0.02
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as e:
+            if _is_lock_error(e) and time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                continue
+            if _is_lock_error(e):
+                raise StoreError(f"{path}: locked by another writer for over {retry_s:.0f} s; wait for it to finish "
+                                 "(an evaluation or sweep?) and retry") from None
+            raise StoreError(f"{path}: cannot open ({e}); if the file is corrupt, move it aside and rebuild it "
+                             "with `python -m explorer eval`") from None
+        except duckdb.Error as e:
+            raise StoreError(f"{path}: not a readable DuckDB store ({str(e).splitlines()[0]}); move it aside and "
+                             "rebuild it with `python -m explorer eval`") from None
+
+
+def schema_version(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> int:
+    table = f"{schema}.schema_version" if schema else "schema_version"
+    try:
+        row = con.execute(f"select max(version) from {table}").fetchone()  # identifier, not user input
+    except duckdb.CatalogException:
+        return 0
+    return int(row[0] or 0)
+
+
+def migrate(con: duckdb.DuckDBPyConnection, kind: str) -> int:
+    """Apply forward migrations in one transaction; refuse a file from newer code."""
+    steps = MIGRATIONS[kind]
+    con.execute("create table if not exists schema_version (version integer, applied_at timestamp default current_timestamp)")
+    current = schema_version(con)
+    if current > len(steps):
+        raise StoreError(f"store schema v{current} is newer than this code understands (v{len(steps)}); "
+                         "update the code (git pull) or use a store written by this version")
+    if current < len(steps):
+        con.execute("begin transaction")
+        try:
+            for version in range(current + 1, len(steps) + 1):
+                con.execute((SQL_DIR / steps[version - 1]).read_text())
+                con.execute("insert into schema_version (version) values (?)", [version])
+            con.execute("commit")
+        except Exception:
+            con.execute("rollback")
+            raise
+    return len(steps)
+
+
+@contextmanager
+def writer(kind: str = "eval", path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short write transaction on one store file: all of it commits, or none of it."""
+    path = Path(path or (EVAL_DB if kind == "eval" else REVIEWS_DB))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = _connect(path, read_only=False)
+    try:
+        migrate(con, kind)
+        con.execute("begin transaction")
+        try:
+            yield con
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+    finally:
+        con.close()
+
+
+def ensure(kind: str, path: Path | None = None) -> None:
+    with writer(kind, path):
+        pass
+
+
+@contextmanager
+def reader(eval_path: Path | None = None, reviews_path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only view of both stores: tables of eval as ev.*, of reviews as rv.*."""
+    eval_path, reviews_path = Path(eval_path or EVAL_DB), Path(reviews_path or REVIEWS_DB)
+    for kind, p in (("eval", eval_path), ("reviews", reviews_path)):
+        if not p.is_file():
+            ensure(kind, p)
+    con = duckdb.connect(":memory:")
+    try:
+        deadline = time.monotonic() + LOCK_RETRY_S
+        for alias, p, kind in (("ev", eval_path, "eval"), ("rv", reviews_path, "reviews")):
+            while True:
+                try:
+                    con.execute(f"attach '{_quote_path(p)}' as {alias} (read_only)")
+                    break
+                except duckdb.Error as e:
+                    if _is_lock_error(e) and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                    raise StoreError(f"{p}: cannot open for reading ({str(e).splitlines()[0]}); if it is corrupt, "
+                                     "move it aside and rebuild with `python -m explorer eval`") from None
+            v = schema_version(con, alias)
+            if v > len(MIGRATIONS[kind]):
+                raise StoreError(f"{p}: store schema v{v} is newer than this code understands "
+                                 f"(v{len(MIGRATIONS[kind])}); update the code")
+        yield con
+    finally:
+        con.close()
+
+
+def _quote_path(p: Path) -> str:
+    # ATTACH takes no bound parameters; the path comes from our own config, never from a user, but
+    # escape quotes anyway so an odd directory name cannot break the statement.
+    return str(p).replace("'", "''")
+
+
+def query(name: str, params: dict | list | None = None, eval_path: Path | None = None,
+          reviews_path: Path | None = None) -> pd.DataFrame:
+    """Run explorer/sql/<name>.sql against both stores with bound parameters → DataFrame."""
+    with reader(eval_path, reviews_path) as con:
+        return con.execute(sql(name), params or {}).df()

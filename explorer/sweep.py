@@ -1,0 +1,178 @@
+"""The λ sweep: one training run per (λ_safe, λ_helpful) grid point, resumable, local or on Ray.
+
+A finished run is a directory with manifest.json (written last, by one rename), so a killed sweep
+restarted with the same command skips finished runs and redoes only the unfinished one.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from itertools import product
+from pathlib import Path
+
+from .config import ROOT, ConfigError, Recipe
+
+CHECKPOINTS = ROOT / "checkpoints"
+
+
+@dataclass(frozen=True)
+class Point:
+    lambda_safe: float
+    lambda_helpful: float
+
+    @property
+    def run_id(self) -> str:
+        from .train import run_id
+
+        return run_id(self.lambda_safe, self.lambda_helpful)
+
+
+def grid(recipe: Recipe) -> list[Point]:
+    return [Point(s, h) for s, h in product(recipe.sweep.lambda_safe, recipe.sweep.lambda_helpful)]
+
+
+def sweep_dir(recipe: Recipe, root: Path = CHECKPOINTS) -> Path:
+    return Path(root) / recipe.sweep.name
+
+
+def is_finished(run_dir: Path, pairs_fingerprint: str | None = None) -> bool:
+    m = run_dir / "manifest.json"
+    if not m.is_file():
+        return False
+    if pairs_fingerprint is None:
+        return True
+    return json.loads(m.read_text()).get("pairs_fingerprint") == pairs_fingerprint
+
+
+def clean_partial(directory: Path) -> list[Path]:
+    """Remove temp dirs left by a killed run (they were never renamed, so nothing loads them)."""
+    removed = []
+    for tmp in directory.glob(".*.tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
+def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = True, base=None) -> list[Path]:
+    """Train every missing grid point; returns the run directories in grid order."""
+    if recipe.sweep.launcher == "ray":
+        return run_sweep_ray(recipe, root, progress)
+    from tqdm.auto import tqdm
+
+    from .model import load_base
+    from .pairs import cached_pairs
+    from .suites import load_prompts
+    from .train import encode_pairs, reference_logps, train_run
+
+    out = sweep_dir(recipe, root)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_partial(out)
+    base = base or load_base(recipe.model, training=True, progress=progress)
+    ps = cached_pairs(base, load_prompts(), recipe, progress=progress)
+    ref = reference_logps(base, encode_pairs(base.tokenizer, ps, recipe), ps.fingerprint)
+    points = grid(recipe)
+    dirs = []
+    bar = tqdm(points, desc=f"sweep {recipe.sweep.name}", disable=not progress)
+    for pt in bar:
+        d = out / pt.run_id
+        dirs.append(d)
+        if is_finished(d, ps.fingerprint):
+            continue
+        if d.exists():
+            shutil.rmtree(d)  # finished with other pairs: stale, retrain
+        bar.set_postfix(run=pt.run_id)
+        train_run(base, ps, recipe.with_loss(lambda_safe=pt.lambda_safe, lambda_helpful=pt.lambda_helpful), d,
+                  ref=ref, progress=progress)
+    return dirs
+
+
+def _ray_train_point(recipe_dict: dict, source: str, point: tuple[float, float], root: str) -> str:
+    """One grid point inside a Ray worker: loads its own base model and trains."""
+    from .config import load_recipe
+
+    recipe = _recipe_from_dict(recipe_dict, source)
+    recipe = recipe.with_loss(lambda_safe=point[0], lambda_helpful=point[1])
+    from .model import load_base
+    from .pairs import cached_pairs
+    from .suites import load_prompts
+    from .train import train_run
+
+    base = load_base(recipe.model, training=True, progress=False)
+    ps = cached_pairs(base, load_prompts(), recipe, progress=False)
+    d = sweep_dir(recipe, Path(root)) / Point(*point).run_id
+    if not is_finished(d, ps.fingerprint):
+        train_run(base, ps, recipe, d, progress=False)
+    del load_recipe
+    return str(d)
+
+
+def _recipe_from_dict(d: dict, source: str) -> Recipe:
+    from .config import load_recipe
+
+    return load_recipe(None, overrides=d) if d else load_recipe(None)
+
+
+def run_sweep_ray(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = True) -> list[Path]:
+    """Each grid point a Ray task with 1 GPU (if present) or sweep.cpus_per_run CPUs."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("sweep.launcher is 'ray' but ray is not installed; pip install 'ray[default]' "
+                          "or use launcher: local") from None
+    import torch
+
+    if not ray.is_initialized():
+        ray.init(address="auto" if _ray_address() else None, include_dashboard=False, log_to_driver=False)
+    resources = {"num_gpus": 1} if torch.cuda.is_available() else {"num_cpus": recipe.sweep.cpus_per_run}
+    task = ray.remote(**resources)(_ray_train_point)
+    out = sweep_dir(recipe, root)
+    out.mkdir(parents=True, exist_ok=True)
+    clean_partial(out)
+    rd = recipe.to_dict()
+    futures = [task.remote(rd, recipe.source, (p.lambda_safe, p.lambda_helpful), str(root)) for p in grid(recipe)]
+    return [Path(p) for p in ray.get(futures)]
+
+
+def _ray_address() -> bool:
+    import os
+
+    return bool(os.environ.get("RAY_ADDRESS"))
+
+
+def dual_estimator(base, prompts, recipe: Recipe, n: int = 16):
+    """v̂ for the constrained mode: violation rate on n dev-split harmful prompts (keyword judge)."""
+    from .generate import generate_many
+    from .judges import KeywordJudge
+
+    dev = prompts[(prompts["split"] == "dev") & (prompts["kind"] == "harmful")].head(n)["text"].tolist()
+    judge = KeywordJudge()
+
+    def estimate(model) -> float:
+        import dataclasses
+
+        view = dataclasses.replace(base, model=model)
+        outs = generate_many(view, dev, 32, batch_size=n)
+        return sum(judge.judge_one(g.response).label != "full_refusal" for g in outs) / max(1, len(outs))
+
+    return estimate
+
+
+def run_constrained(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = True) -> Path:
+    """Seed 002's Lagrangian: λ_safe found by dual ascent toward violation ≤ ε, one run."""
+    from .model import load_base
+    from .pairs import cached_pairs
+    from .suites import load_prompts
+    from .train import train_run
+
+    eps = recipe.sweep.target_violation
+    if eps is None:
+        raise ConfigError("constrained mode needs --target-violation ε (a rate in [0, 1])")
+    base = load_base(recipe.model, training=True, progress=progress)
+    prompts = load_prompts()
+    ps = cached_pairs(base, prompts, recipe, progress=progress)
+    d = sweep_dir(recipe, root) / f"constrained-eps{eps:g}-h{recipe.loss.lambda_helpful:g}"
+    if is_finished(d, ps.fingerprint):
+        return d
+    train_run(base, ps, recipe, d, progress=progress, dual=dual_estimator(base, prompts, recipe))
+    return d
