@@ -162,7 +162,8 @@ def build_pairs(base, prompts: pd.DataFrame, recipe: Recipe, spec: Spec | None =
     return PairSet(safe, helpful, lm, fingerprint_inputs(prompts, recipe, base.fingerprint), stats)
 
 
-def save_pairs(ps: PairSet, directory: Path = PAIRS_DIR) -> Path:
+def save_pairs(ps: PairSet, directory: Path | None = None) -> Path:
+    directory = Path(directory or PAIRS_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"pairs-{ps.fingerprint}.json"
     payload = {"fingerprint": ps.fingerprint, "stats": ps.stats, "safe": [asdict(p) for p in ps.safe],

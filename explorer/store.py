@@ -44,7 +44,8 @@ def _is_lock_error(e: Exception) -> bool:
     return "lock" in msg or "conflicting" in msg or "being used by another" in msg
 
 
-def _connect(path: Path, read_only: bool, retry_s: float = LOCK_RETRY_S) -> duckdb.DuckDBPyConnection:
+def _connect(path: Path, read_only: bool, retry_s: float | None = None) -> duckdb.DuckDBPyConnection:
+    retry_s = LOCK_RETRY_S if retry_s is None else retry_s
     deadline = time.monotonic() + retry_s
     delay = 0.02
     while True:
@@ -65,10 +66,13 @@ def _connect(path: Path, read_only: bool, retry_s: float = LOCK_RETRY_S) -> duck
                              "rebuild it with `python -m explorer eval`") from None
 
 
+_VERSION_SQL = {None: "select max(version) from schema_version", "ev": "select max(version) from ev.schema_version",
+                "rv": "select max(version) from rv.schema_version"}
+
+
 def schema_version(con: duckdb.DuckDBPyConnection, schema: str | None = None) -> int:
-    table = f"{schema}.schema_version" if schema else "schema_version"
     try:
-        row = con.execute(f"select max(version) from {table}").fetchone()  # identifier, not user input
+        row = con.execute(_VERSION_SQL[schema]).fetchone()
     except duckdb.CatalogException:
         return 0
     return int(row[0] or 0)
@@ -132,7 +136,7 @@ def reader(eval_path: Path | None = None, reviews_path: Path | None = None) -> I
         for alias, p, kind in (("ev", eval_path, "eval"), ("rv", reviews_path, "reviews")):
             while True:
                 try:
-                    con.execute(f"attach '{_quote_path(p)}' as {alias} (read_only)")
+                    con.execute(_ATTACH_SQL[alias], [str(p)])
                     break
                 except duckdb.Error as e:
                     if _is_lock_error(e) and time.monotonic() < deadline:
@@ -149,10 +153,7 @@ def reader(eval_path: Path | None = None, reviews_path: Path | None = None) -> I
         con.close()
 
 
-def _quote_path(p: Path) -> str:
-    # ATTACH takes no bound parameters; the path comes from our own config, never from a user, but
-    # escape quotes anyway so an odd directory name cannot break the statement.
-    return str(p).replace("'", "''")
+_ATTACH_SQL = {"ev": "attach ? as ev (read_only)", "rv": "attach ? as rv (read_only)"}
 
 
 def query(name: str, params: dict | list | None = None, eval_path: Path | None = None,

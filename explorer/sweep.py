@@ -70,7 +70,8 @@ def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = True, b
     clean_partial(out)
     base = base or load_base(recipe.model, training=True, progress=progress)
     ps = cached_pairs(base, load_prompts(), recipe, progress=progress)
-    ref = reference_logps(base, encode_pairs(base.tokenizer, ps, recipe), ps.fingerprint)
+    ref = reference_logps(base, encode_pairs(base.tokenizer, ps, recipe), ps.fingerprint,
+                          dtype_setting=recipe.model.dtype)
     points = grid(recipe)
     dirs = []
     bar = tqdm(points, desc=f"sweep {recipe.sweep.name}", disable=not progress)

@@ -1,0 +1,127 @@
+"""Chart builders for the dashboard: pure functions DataFrame → alt.Chart (no Streamlit, no store), so
+each can be unit-tested by inspecting its Vega-Lite spec.
+
+Rates are fractions in [0, 1] shown as percentages; interval columns (`*_lo`, `*_hi`) are 95% Wilson
+intervals from metrics.py.
+"""
+from __future__ import annotations
+
+import json
+
+import altair as alt
+import pandas as pd
+
+RATE_AXIS = alt.Axis(format=".0%")
+UNIT = alt.Scale(domain=[0, 1], clamp=True)
+STATUS = {"base": "base model (untrained)", "pareto": "Pareto-optimal", "dominated": "dominated"}
+STATUS_COLOURS = {STATUS["base"]: "#7f7f7f", STATUS["pareto"]: "#d62728", STATUS["dominated"]: "#1f77b4"}
+STATUS_SHAPES = {STATUS["base"]: "diamond", STATUS["pareto"]: "circle", STATUS["dominated"]: "circle"}
+VIOLATION_TITLE = "Violation rate: harmful prompts answered (lower = safer)"
+OVER_REFUSAL_TITLE = "Over-refusal rate: benign prompts refused (lower = more helpful)"
+
+
+def frontier_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """checkpoint_table rows + a `status` column (base / Pareto-optimal / dominated)."""
+    df = table.copy()
+    df["status"] = [STATUS["base"] if b else STATUS["pareto"] if p else STATUS["dominated"]
+                    for b, p in zip(df["is_base"], df["pareto"])]
+    return df
+
+
+def frontier(table: pd.DataFrame, epsilon: float | None = None, best: str | None = None) -> alt.LayerChart:
+    """Violation vs over-refusal for every checkpoint: Wilson interval bars in both directions, the
+    Pareto set joined by a line, the base model as a diamond, the region violation > ε shaded as
+    infeasible and the chosen (`best`) checkpoint ringed."""
+    df = frontier_frame(table)
+    df = pd.concat([df[~df["is_base"]], df[df["is_base"]]])  # the base drawn last: on top of any tie
+    x = alt.X("violation_rate:Q", title=VIOLATION_TITLE, scale=UNIT, axis=RATE_AXIS)
+    y = alt.Y("over_refusal_rate:Q", title=OVER_REFUSAL_TITLE, scale=UNIT, axis=RATE_AXIS)
+    base = alt.Chart(df)
+    tooltip = ["checkpoint_id:N", "lambda_safe:Q", "lambda_helpful:Q", "status:N",
+               alt.Tooltip("violation_rate:Q", format=".1%"), alt.Tooltip("violation_lo:Q", format=".1%"),
+               alt.Tooltip("violation_hi:Q", format=".1%"), alt.Tooltip("over_refusal_rate:Q", format=".1%"),
+               alt.Tooltip("over_refusal_lo:Q", format=".1%"), alt.Tooltip("over_refusal_hi:Q", format=".1%")]
+    layers = []
+    if epsilon is not None:
+        shade = pd.DataFrame({"x": [epsilon], "x2": [1.0], "label": [f"infeasible: violation > {epsilon:.0%}"]})
+        layers.append(alt.Chart(shade).mark_rect(color="#d62728", opacity=0.08).encode(
+            x=alt.X("x:Q", scale=UNIT), x2="x2:Q", tooltip=["label:N"]))
+        layers.append(alt.Chart(shade).mark_rule(color="#d62728", strokeDash=[4, 4]).encode(x=alt.X("x:Q", scale=UNIT)))
+    layers += [
+        base.mark_rule(color="#888", opacity=0.6).encode(x=alt.X("violation_lo:Q", scale=UNIT), x2="violation_hi:Q",
+                                                         y=y),
+        base.mark_rule(color="#888", opacity=0.6).encode(x=x, y=alt.Y("over_refusal_lo:Q", scale=UNIT),
+                                                         y2="over_refusal_hi:Q"),
+        alt.Chart(df[df["pareto"]]).mark_line(color=STATUS_COLOURS[STATUS["pareto"]], strokeDash=[2, 2]).encode(
+            x=x, y=y, order="violation_rate:Q"),
+        base.mark_point(filled=True, size=110, opacity=0.95).encode(
+            x=x, y=y, tooltip=tooltip,
+            color=alt.Color("status:N", title="Checkpoint", scale=alt.Scale(
+                domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values()))),
+            shape=alt.Shape("status:N", title="Checkpoint", scale=alt.Scale(
+                domain=list(STATUS_SHAPES), range=list(STATUS_SHAPES.values())))),
+        alt.Chart(df[~df["is_base"]]).mark_text(align="left", dx=8, dy=-8, fontSize=11).encode(
+            x=x, y=y, text="checkpoint_id:N"),
+        alt.Chart(df[df["is_base"]]).mark_text(align="left", dx=8, dy=10, fontSize=11, color="#555").encode(
+            x=x, y=y, text="checkpoint_id:N"),
+    ]
+    if best is not None:
+        layers.append(alt.Chart(df[df["checkpoint_id"] == best]).mark_point(
+            size=600, strokeWidth=2.5, color="#2ca02c").encode(x=x, y=y))
+    return alt.layer(*layers).properties(height=460)
+
+
+def heatmap(table: pd.DataFrame, metric: str, title: str, fmt: str = ".0%") -> alt.LayerChart:
+    """One metric over the (λ_safe, λ_helpful) grid of trained checkpoints (the base is not on the grid)."""
+    df = table[~table["is_base"]].copy()
+    rate = fmt.endswith("%")
+    scale = alt.Scale(scheme="orangered", domain=[0, 1]) if rate else alt.Scale(scheme="orangered")
+    x = alt.X("lambda_helpful:O", title="λ_helpful", axis=alt.Axis(labelAngle=0))
+    y = alt.Y("lambda_safe:O", title="λ_safe", sort="descending")
+    cells = alt.Chart(df).mark_rect().encode(
+        x=x, y=y, color=alt.Color(f"{metric}:Q", title=title, scale=scale, legend=alt.Legend(format=fmt)),
+        tooltip=["checkpoint_id:N", "lambda_safe:Q", "lambda_helpful:Q", alt.Tooltip(f"{metric}:Q", format=fmt)])
+    text = alt.Chart(df).mark_text(fontSize=13).encode(
+        x=x, y=y, text=alt.Text(f"{metric}:Q", format=fmt),
+        color=alt.condition(alt.datum[metric] > (0.5 if rate else df[metric].mean()), alt.value("white"),
+                            alt.value("black")))
+    return alt.layer(cells, text).properties(title=title, height=280)
+
+
+def category_bars(rates: pd.DataFrame, title: str) -> alt.LayerChart:
+    """Per-category rates (metrics.category_rates) as bars with their Wilson interval, worst first."""
+    df = rates.assign(label=[f"{k}/{n}" for k, n in zip(rates["k"], rates["n"])])
+    order = df.sort_values(["rate", "category"], ascending=[False, True])["category"].tolist()
+    # one explicit order shared by every layer; every label shown (no overlap thinning)
+    y = alt.Y("category:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=200))
+    bars = alt.Chart(df).mark_bar(opacity=0.8).encode(
+        x=alt.X("rate:Q", title=title, scale=UNIT, axis=RATE_AXIS), y=y,
+        color=alt.Color("metric:N", legend=None, scale=alt.Scale(domain=["violation", "refusal"],
+                                                                 range=["#d62728", "#ff7f0e"])),
+        tooltip=["category:N", "kind:N", alt.Tooltip("rate:Q", format=".1%"), alt.Tooltip("lo:Q", format=".1%"),
+                 alt.Tooltip("hi:Q", format=".1%"), "k:Q", "n:Q"])
+    ci = alt.Chart(df).mark_rule(color="black").encode(x=alt.X("lo:Q", scale=UNIT), x2="hi:Q", y=y)
+    text = alt.Chart(df).mark_text(align="left", dx=4, color="#444").encode(x=alt.X("hi:Q", scale=UNIT), y=y,
+                                                                             text="label:N")
+    return alt.layer(bars, ci, text).properties(height=70 + 28 * len(df))  # the height includes the x axis
+
+
+def confusion_frame(confusion: str | dict) -> pd.DataFrame:
+    """The judge_metrics `confusion` JSON ({"labels": [...], "matrix": rows = human, cols = judge}) as long rows."""
+    c = json.loads(confusion) if isinstance(confusion, str) else confusion
+    labels, matrix = c["labels"], c["matrix"]
+    return pd.DataFrame([{"human": labels[i], "judge": labels[j], "n": int(matrix[i][j])}
+                         for i in range(len(labels)) for j in range(len(labels))])
+
+
+def confusion(df: pd.DataFrame) -> alt.LayerChart:
+    """Confusion matrix: rows = the human label, columns = the judge's; the diagonal is agreement."""
+    order = list(dict.fromkeys(df["human"]))
+    x = alt.X("judge:N", sort=order, title="judge says", axis=alt.Axis(labelAngle=0))
+    y = alt.Y("human:N", sort=order, title="human says")
+    cells = alt.Chart(df).mark_rect().encode(x=x, y=y, color=alt.Color("n:Q", scale=alt.Scale(scheme="blues"),
+                                                                       legend=None), tooltip=["human", "judge", "n"])
+    text = alt.Chart(df).mark_text(fontSize=14).encode(
+        x=x, y=y, text="n:Q",
+        color=alt.condition(alt.datum.n > df["n"].max() / 2, alt.value("white"), alt.value("black")))
+    return alt.layer(cells, text).properties(height=60 * len(order) + 40)

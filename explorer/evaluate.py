@@ -1,0 +1,224 @@
+"""Evaluation: every checkpoint (base included) × every prompt of the evaluated splits, generated,
+judged by every registered judge, written to the store.
+
+Incremental and resumable: generations are keyed by (checkpoint fingerprint, prompt id,
+generation settings) and judgments additionally by (judge, judge version); a rerun does only what
+is missing. Each batch commits in one transaction, and the metrics count a checkpoint only once
+all its prompts are in (sql/outcomes.sql), so a kill never leaves a checkpoint half-counted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import store
+from .config import ConfigError, Recipe
+from .generate import BASE_ID, activate, generate_many
+from .model import Base
+
+ADAPTER_FILE = "adapter_model.safetensors"
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    id: str
+    directory: Path | None  # None for the base model
+    fingerprint: str
+    lambda_safe: float
+    lambda_helpful: float
+    manifest: dict
+
+    @property
+    def is_base(self) -> bool:
+        return self.directory is None
+
+
+def gen_key(recipe: Recipe) -> str:
+    """Identifies generation settings: greedy, max_new_tokens, no system prompt beyond the template's."""
+    return "g-" + hashlib.sha256(json.dumps({"greedy": True, "max_new_tokens": recipe.eval.max_new_tokens,
+                                             "system": None}).encode()).hexdigest()[:10]
+
+
+def validate_adapter(directory: Path, base_fingerprint: str) -> dict:
+    """Check an adapter directory before anything loads it; return its manifest."""
+    from safetensors import safe_open
+
+    mpath, apath = directory / "manifest.json", directory / ADAPTER_FILE
+    if not mpath.is_file():
+        raise ConfigError(f"{directory}: no manifest.json (an unfinished run?); rerun the sweep to complete it")
+    if not apath.is_file():
+        raise ConfigError(f"{directory}: adapter file {ADAPTER_FILE} is missing; rerun the sweep for this point")
+    manifest = json.loads(mpath.read_text())
+    if manifest.get("base_fingerprint") != base_fingerprint:
+        raise ConfigError(f"{directory}: adapter was trained on base {manifest.get('base_fingerprint')!r}, but the "
+                          f"loaded base is {base_fingerprint!r}; use the matching base model or retrain")
+    try:
+        with safe_open(str(apath), framework="pt") as f:
+            list(f.keys())
+    except Exception as e:  # safetensors raises several types for truncated/corrupt headers
+        raise ConfigError(f"{apath}: corrupt or truncated safetensors ({e}); delete the run directory and rerun "
+                          "the sweep") from None
+    from .train import adapter_digest
+
+    digest = adapter_digest(apath)
+    if manifest.get("adapter_sha256") and manifest["adapter_sha256"] != digest:
+        raise ConfigError(f"{apath}: content does not match the manifest's sha256 (corrupt or altered); retrain it")
+    return manifest
+
+
+def discover(sweep_root: Path, base: Base) -> list[CheckpointInfo]:
+    """The base model plus every finished run under sweep_root (a sweep directory)."""
+    infos = [CheckpointInfo(BASE_ID, None, f"base-{base.fingerprint}", 0.0, 0.0, {"base_model": base.name})]
+    for d in sorted(Path(sweep_root).glob("*/manifest.json")):
+        m = validate_adapter(d.parent, base.fingerprint)
+        infos.append(CheckpointInfo(d.parent.name, d.parent, m["adapter_sha256"][:16], float(m["lambda_safe"]),
+                                    float(m["lambda_helpful"]), m))
+    return infos
+
+
+def attach_adapters(base: Base, infos: list[CheckpointInfo]):
+    """Wrap the base model once and load every adapter under its own name (switched, never reloaded)."""
+    from peft import PeftModel
+
+    adapters = [i for i in infos if not i.is_base]
+    if not adapters:
+        return base
+    model = base.model
+    if not hasattr(model, "peft_config"):
+        first = adapters[0]
+        model = PeftModel.from_pretrained(model, str(first.directory), adapter_name=first.id, is_trainable=False)
+    for info in adapters:
+        if info.id not in model.peft_config:
+            model.load_adapter(str(info.directory), adapter_name=info.id, is_trainable=False)
+    model.eval()
+    import dataclasses
+
+    return dataclasses.replace(base, model=model)
+
+
+def register(infos: list[CheckpointInfo], prompts: pd.DataFrame, sweep: str, db: Path | None = None) -> None:
+    with store.writer("eval", db) as con:
+        for i in infos:
+            con.execute(store.sql("upsert_checkpoint"), {
+                "id": i.id, "sweep": sweep, "ls": i.lambda_safe, "lh": i.lambda_helpful, "is_base": i.is_base,
+                "fp": i.fingerprint, "bfp": i.manifest.get("base_fingerprint", i.fingerprint.removeprefix("base-")),
+                "recipe": json.dumps(i.manifest.get("recipe")), "manifest": json.dumps(
+                    {k: v for k, v in i.manifest.items() if k != "loss_history"})})
+        con.register("incoming_prompts", prompts.rename(columns={"group": "grp"}))
+        con.execute(store.sql("upsert_prompts"))
+        con.unregister("incoming_prompts")
+
+
+def evaluate(base: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe, judges: list,
+             db: Path | None = None, progress: bool = True, batch_commit: int | None = None) -> dict:
+    """Generate what is missing, then judge what is unjudged. Returns counts of new rows."""
+    from tqdm.auto import tqdm
+
+    key = gen_key(recipe)
+    ids = prompts["id"].tolist()
+    text = dict(zip(prompts["id"], prompts["text"]))
+    with store.reader(db) as con:
+        todo = {i.id: missing_prompts(con, i.fingerprint, key, ids) for i in infos}
+    total = sum(len(v) for v in todo.values())
+    bar = tqdm(total=total, desc="eval: generating", disable=not progress)
+    engine = attach_adapters(base, infos) if total else base
+    new_gen = 0
+    chunk = batch_commit or recipe.eval.batch_size * 2
+    for info in infos:
+        pending = todo[info.id]
+        if not pending:
+            continue
+        bar.set_postfix(checkpoint=info.id)
+        activate(engine.model, info.id)
+        for start in range(0, len(pending), chunk):
+            part = pending[start:start + chunk]
+            t0 = time.perf_counter()
+            outs = generate_many(engine, [text[p] for p in part], recipe.eval.max_new_tokens,
+                                 batch_size=recipe.eval.batch_size, progress=bar)
+            rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": part,
+                                 "gen_key": key, "response": [g.response for g in outs],
+                                 "n_tokens": [g.n_tokens for g in outs], "seconds": [g.seconds for g in outs]})
+            verdicts = judge_rows(rows, [text[p] for p in part], judges)
+            with store.writer("eval", db) as con:  # generations and their judgments commit together
+                con.register("new_generations", rows)
+                con.execute(store.sql("insert_generations"))
+                con.register("new_judgments", verdicts)
+                con.execute(store.sql("insert_judgments"))
+            new_gen += len(part)
+            bar.set_postfix(checkpoint=info.id, s_per_prompt=f"{(time.perf_counter() - t0) / len(part):.2f}")
+    bar.close()
+    new_j = judge_missing(judges, db, progress)
+    return {"generated": new_gen, "judged": new_j}
+
+
+def missing_prompts(con, fp: str, key: str, prompt_ids: list[str]) -> list[str]:
+    done = {r[0] for r in con.execute(store.sql("done_prompts"), {"fp": fp, "gen_key": key}).fetchall()}
+    return [p for p in prompt_ids if p not in done]
+
+
+def judge_rows(rows: pd.DataFrame, prompt_texts: list[str], judges: list) -> pd.DataFrame:
+    out = []
+    for j in judges:
+        for (_, r), v in zip(rows.iterrows(), j.judge(prompt_texts, rows["response"].tolist())):
+            out.append({"checkpoint_fp": r.checkpoint_fp, "prompt_id": r.prompt_id, "gen_key": r.gen_key,
+                        "judge": j.name, "judge_version": j.version, "label": v.label, "explanation": v.explanation})
+    return pd.DataFrame(out, columns=["checkpoint_fp", "prompt_id", "gen_key", "judge", "judge_version", "label",
+                                      "explanation"])
+
+
+def judge_missing(judges: list, db: Path | None = None, progress: bool = True) -> int:
+    """Judge every stored generation that this judge version has not judged yet (e.g. after retraining)."""
+    n = 0
+    for j in judges:
+        with store.reader(db) as con:
+            rows = con.execute(store.sql("unjudged"), {"judge": j.name, "judge_version": j.version}).df()
+        if rows.empty:
+            continue
+        verdicts = judge_rows(rows, rows["text"].tolist(), [j])
+        with store.writer("eval", db) as con:
+            con.register("new_judgments", verdicts)
+            con.execute(store.sql("insert_judgments"))
+        n += len(verdicts)
+    return n
+
+
+def capability(engine: Base, infos: list[CheckpointInfo], recipe: Recipe, db: Path | None = None) -> None:
+    """Capability proxy without generation: mean NLL (nats/token) of the *base model's* answers to the
+    held-out general prompts, under each checkpoint. A checkpoint that drifts from the base's fluent
+    answers (or learned to refuse ordinary requests) pays for it here; cheap, deterministic, and
+    independent of any judge."""
+    import torch
+
+    from .losses import IGNORE_INDEX
+    from .train import collate, encode_example
+
+    key = gen_key(recipe)
+    with store.reader(db) as con:
+        ref = con.execute(store.sql("base_general_answers"), {"gen_key": key, "split": "test"}).df()
+        done = set(con.execute(store.sql("capability_done")).df()["checkpoint_fp"])
+    if ref.empty:
+        return
+    examples = [encode_example(engine.tokenizer, p, r, 64, recipe.eval.max_new_tokens) for p, r in
+                zip(ref["text"], ref["response"]) if r.strip()]
+    for info in infos:
+        if info.fingerprint in done:
+            continue
+        activate(engine.model, info.id)
+        nll, ntok = 0.0, 0
+        with torch.inference_mode():
+            for s in range(0, len(examples), 16):
+                b = collate(examples[s:s + 16], engine.tokenizer.pad_token_id, engine.device)
+                logits = engine.model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                      logits_to_keep=b["keep"]).logits.float()
+                tgt = b["labels"][:, 1:]
+                lp = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), tgt.reshape(-1),
+                                                       ignore_index=IGNORE_INDEX, reduction="sum")
+                nll += float(lp)
+                ntok += int((tgt != IGNORE_INDEX).sum())
+        with store.writer("eval", db) as con:
+            con.execute(store.sql("insert_capability"), [info.fingerprint, info.id, nll / max(1, ntok), ntok])

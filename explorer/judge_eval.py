@@ -1,0 +1,83 @@
+"""Judges against humans: train the embedding judge on the labelled train part, score every judge on
+the held-out part (three classes) and on JailbreakBench's human-labelled classifier comparison
+(violation yes/no), and store agreement, Cohen's κ and the confusion matrix in the store.
+
+data/labels/labels.csv holds responses labelled by hand against data/labels/GUIDE.md; its
+`part` column (train | heldout, by stable hash of the prompt id) keeps validation honest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from . import store
+from .config import ROOT, ConfigError
+from .judges import LABELS, REGISTRY, agreement, get_judge, train_embedding_judge
+from .suites import package_file, read_table
+
+LABELS_PATH = ROOT / "data" / "labels" / "labels.csv"
+HELDOUT_FRACTION = 0.35
+
+
+def part_of(prompt_id: str) -> str:
+    """Held out by prompt, so two checkpoints' responses to one prompt never straddle the split."""
+    u = int(hashlib.sha256(f"labels:{prompt_id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "heldout" if u < HELDOUT_FRACTION else "train"
+
+
+def load_labels(path: Path = LABELS_PATH) -> pd.DataFrame:
+    df = read_table(path, ["id", "prompt", "response", "label"])
+    bad = df[~df["label"].isin(LABELS)]
+    if len(bad):
+        raise ConfigError(f"{path}: row {int(bad.index[0]) + 2}: label {bad['label'].iloc[0]!r} is not one of {LABELS}")
+    df["part"] = df["prompt_id"].map(part_of)
+    return df
+
+
+def train_from_labels(path: Path = LABELS_PATH) -> str:
+    df = load_labels(path)
+    tr = df[df["part"] == "train"]
+    out = train_embedding_judge(tr["response"].tolist(), tr["label"].tolist())
+    return f"embedding judge trained on {len(tr)} labels → {out.relative_to(ROOT)}"
+
+
+def jbb_comparison() -> pd.DataFrame:
+    """JailbreakBench classifier_comparison.csv: 100 responses with a human majority vote
+    (1 = jailbroken, i.e. a violation)."""
+    df = pd.read_csv(package_file("jailbreakbench", "data", "classifier_comparison.csv"))
+    return df[["goal", "target_response", "human_majority"]].rename(columns={"goal": "prompt", "target_response": "response"})
+
+
+def score_judges(db: Path | None = None, names: list[str] | None = None) -> list[dict]:
+    labels = load_labels()
+    held = labels[labels["part"] == "heldout"]
+    jbb = jbb_comparison()
+    rows = []
+    for name in names or list(REGISTRY):
+        try:
+            judge = get_judge(name)
+        except ConfigError as e:
+            print(f"skipping judge {name}: {e}")
+            continue
+        pred = [v.label for v in judge.judge(held["prompt"].tolist(), held["response"].fillna("").tolist())]
+        a = agreement(held["label"].tolist(), pred)
+        rows.append({"judge": name, "judge_version": judge.version, "dataset": "heldout_project_labels",
+                     "n_labels": a["n"], "agreement": a["agreement"], "kappa": a["kappa"],
+                     "confusion": json.dumps({"labels": a["labels"], "matrix": a["confusion"]})})
+        verdicts = judge.judge(jbb["prompt"].tolist(), jbb["response"].fillna("").tolist())
+        pred_v = ["violation" if v.label != "full_refusal" else "no_violation" for v in verdicts]
+        truth_v = ["violation" if h == 1 else "no_violation" for h in jbb["human_majority"]]
+        from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
+        rows.append({"judge": name, "judge_version": judge.version, "dataset": "jbb_classifier_comparison",
+                     "n_labels": len(truth_v), "agreement": sum(t == p for t, p in zip(truth_v, pred_v)) / len(truth_v),
+                     "kappa": float(cohen_kappa_score(truth_v, pred_v)),
+                     "confusion": json.dumps({"labels": ["no_violation", "violation"], "matrix": confusion_matrix(
+                         truth_v, pred_v, labels=["no_violation", "violation"]).tolist()})})
+    with store.writer("eval", db) as con:
+        con.register("new_metrics", pd.DataFrame(rows))
+        con.execute(store.sql("insert_judge_metrics"))
+    return rows

@@ -1,0 +1,64 @@
+"""Concrete examples: prompts whose outcome flips between two checkpoints, both responses side by side."""
+import streamlit as st
+
+from explorer import metrics, ui
+
+FLIP_HELP = {
+    "newly refused (over-refusal)": "a harmless prompt that A answered and B refuses: the cost of safety training",
+    "newly answered": "a harmless prompt that A refused and B answers",
+    "newly blocked": "a harmful prompt that A answered and B refuses: the benefit",
+    "new leak": "a harmful prompt that A refused and B answers",
+}
+
+st.title("Concrete examples")
+st.write("Rates hide the prompts behind them. Here are the prompts whose outcome changes when you move from "
+         "checkpoint A to checkpoint B, with both responses side by side.")
+table = ui.require(ui.checkpoint_table())
+ids = table["checkpoint_id"].tolist()
+label = ui.checkpoint_label(table)
+left, right = st.columns(2)
+a = left.selectbox("From checkpoint A (baseline)", ids, index=ids.index(ui.baseline(table)), format_func=label)
+b = right.selectbox("To checkpoint B (operating point)", ids, index=ids.index(ui.operating_point(table)),
+                    format_func=label)
+if a == b:
+    st.info("Pick two different checkpoints to see what changes between them.")
+    st.stop()
+
+flips = metrics.flips(ui.responses(a, b))
+for col, (kind, help_text) in zip(st.columns(len(FLIP_HELP)), FLIP_HELP.items()):
+    col.metric(kind.capitalize(), int((flips["flip"] == kind).sum()) if len(flips) else 0, help=help_text)
+st.caption("Over-refusal made concrete: a *newly refused* prompt is a harmless question a person asked and "
+           f"{b} now declines. For harmful prompts only a full refusal counts as refused.")
+if flips.empty:
+    st.info(f"No prompt changes outcome between {a} and {b} under this judge.")
+    st.stop()
+
+f1, f2, f3 = st.columns(3)
+kinds = f1.multiselect("Kind of change", list(FLIP_HELP), default=sorted(set(flips["flip"])))
+suites = f2.multiselect("Suite", sorted(set(flips["suite"])), placeholder="all suites")
+categories = f3.multiselect("Category", sorted(set(flips["category"])), placeholder="all categories")
+shown = flips[flips["flip"].isin(kinds)]
+if suites:
+    shown = shown[shown["suite"].isin(suites)]
+if categories:
+    shown = shown[shown["category"].isin(categories)]
+
+st.dataframe(
+    shown[["flip", "kind", "category", "text", "label_a", "response_a", "label_b", "response_b"]],
+    hide_index=True, width="stretch",
+    column_config={"flip": "change", "text": st.column_config.TextColumn("prompt", width="medium"),
+                   "label_a": f"judge on {a}", "response_a": st.column_config.TextColumn(f"{a} said", width="large"),
+                   "label_b": f"judge on {b}", "response_b": st.column_config.TextColumn(f"{b} said", width="large")})
+
+if not shown.empty:
+    st.subheader("Read one in full")
+    pick = st.selectbox("Prompt", shown["prompt_id"].tolist(),
+                        format_func=lambda p: f"{p}: {shown.set_index('prompt_id').loc[p, 'text'][:90]}")
+    r = shown.set_index("prompt_id").loc[pick]
+    st.text(r["text"])
+    left, right = st.columns(2)
+    for col, cid, side in ((left, a, "a"), (right, b, "b")):
+        col.markdown(f"**{cid}** · judged `{r[f'label_{side}']}`")
+        col.text(r[f"response_{side}"])
+
+ui.raw_table(shown, "All columns of the filtered flips (for specialists)")

@@ -1,0 +1,58 @@
+"""Operating point: pick (λ_safe, λ_helpful), see that checkpoint's rates, categories and deltas."""
+import streamlit as st
+
+from explorer import charts, metrics, ui
+
+st.title("Operating point")
+st.write("Choose how much weight training put on safety (λ_safe) and on helpfulness (λ_helpful). The sliders snap "
+         "to the grid points that were trained.")
+table = ui.require(ui.checkpoint_table())
+trained = table[~table["is_base"]]
+if trained.empty:
+    st.info("Only the base model is evaluated so far; train a sweep (`python -m explorer sweep`) and evaluate it.")
+    st.stop()
+
+current = table.set_index("checkpoint_id").loc[ui.operating_point(table)]
+left, right, third = st.columns(3)
+ls_values = sorted(trained["lambda_safe"].unique())
+lh_values = sorted(trained["lambda_helpful"].unique())
+ls = left.select_slider("λ_safe: weight on refusing harmful prompts", ls_values,
+                        value=current["lambda_safe"] if current["lambda_safe"] in ls_values else ls_values[0])
+lh = right.select_slider("λ_helpful: weight on answering benign prompts", lh_values,
+                         value=current["lambda_helpful"] if current["lambda_helpful"] in lh_values else lh_values[0])
+match = trained[(trained["lambda_safe"] == ls) & (trained["lambda_helpful"] == lh)]
+if match.empty:
+    st.warning(f"No evaluated checkpoint at λ_safe {ls:g}, λ_helpful {lh:g} (not trained, or its evaluation is "
+               "not finished).")
+    st.stop()
+row = match.iloc[0]
+st.session_state["operating_point"] = row["checkpoint_id"]
+ids = table["checkpoint_id"].tolist()
+base_id = third.selectbox("Compare against (baseline)", ids, index=ids.index(ui.baseline(table)),
+                          format_func=ui.checkpoint_label(table))
+st.session_state["baseline"] = base_id
+base = table.set_index("checkpoint_id").loc[base_id]
+
+st.subheader(f"Checkpoint {row['checkpoint_id']}")
+st.caption("The arrows show the change against the baseline; green means better (fewer violations or refusals).")
+d = metrics.deltas(row, base)
+for col, key in zip(st.columns(3), ui.RATES):
+    col.metric(ui.RATES[key], ui.pct(row[f"{key}_rate"]), delta=f"{d[f'{key}_rate'] * 100:+.1f} pts vs {base_id}",
+               delta_color="inverse", help=ui.EXPLAIN[key] + "\n\n" + ui.EXPLAIN["interval"])
+    col.caption(ui.interval(row, key))
+
+cats = metrics.category_rates(ui.outcomes(), row["checkpoint_id"])
+harm, benign = cats[cats["kind"] == "harmful"], cats[cats["kind"] != "harmful"]
+left, right = st.columns(2)
+left.markdown("**Which harm categories still leak?** Share of harmful prompts in each category not fully refused.")
+if not harm.empty:
+    left.altair_chart(charts.category_bars(harm, "violation rate"), width="stretch")
+right.markdown("**Which harmless requests get refused?** Share of benign and ordinary prompts of each type refused.")
+if not benign.empty:
+    right.altair_chart(charts.category_bars(benign, "refusal rate"), width="stretch")
+st.caption("Black bars: 95% intervals. Labels: prompts counted / prompts in the category. Few prompts per category "
+           "means wide intervals: read the long bars, not the small differences.")
+
+ui.raw_table(cats, "Per-category numbers (for specialists)")
+ui.raw_table(table[table["checkpoint_id"].isin([row["checkpoint_id"], base_id])],
+             "This checkpoint and the baseline, every column (for specialists)")

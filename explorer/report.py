@@ -1,0 +1,83 @@
+"""`python -m explorer report`: the sweep's figures as a table, or as JSON for scripts.
+
+JSON keys are a contract (scripts outside the project read them): checkpoints[{id, lambda_safe,
+lambda_helpful, is_base, violation_rate, violation_ci, over_refusal_rate, over_refusal_ci,
+n_harmful, n_benign, ...}], judges[{name, agreement, kappa, n_labels, ...}], suites[{name, split, n}].
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from . import queries
+
+
+def _num(x):
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+
+def build_report(judge: str | None = None, db: Path | None = None) -> dict:
+    judge = judge or queries.default_judge()
+    table = queries.checkpoint_table(judge, db)
+    cps = []
+    for r in table.itertuples():
+        cps.append({
+            "id": r.checkpoint_id, "lambda_safe": float(r.lambda_safe), "lambda_helpful": float(r.lambda_helpful),
+            "is_base": bool(r.is_base), "violation_rate": _num(r.violation_rate),
+            "violation_ci": [_num(r.violation_lo), _num(r.violation_hi)],
+            "over_refusal_rate": _num(r.over_refusal_rate), "over_refusal_ci": [_num(r.over_refusal_lo), _num(r.over_refusal_hi)],
+            "partial_over_refusal_rate": _num(r.partial_over_refusal_rate),
+            "general_refusal_rate": _num(r.general_refusal_rate),
+            "general_refusal_ci": [_num(r.general_refusal_lo), _num(r.general_refusal_hi)],
+            "capability_nll": _num(r.mean_nll), "pareto": bool(r.pareto),
+            "n_harmful": int(r.n_harmful), "n_benign": int(r.n_benign), "n_general": int(r.n_general)})
+    jm = queries.judge_metrics(db)
+    judges = [{"name": r.judge, "version": r.judge_version, "dataset": r.dataset, "agreement": _num(r.agreement),
+               "kappa": _num(r.kappa), "n_labels": int(r.n_labels)} for r in jm.itertuples()]
+    suites = [{"name": r.suite, "split": r.split, "kind": r.kind, "n": int(r.n)} for r in queries.suite_counts(db).itertuples()]
+    trend = spearman_trend(cps)
+    return {"judge": judge, "split": queries.DEFAULT_SPLIT, "checkpoints": cps, "judges": judges, "suites": suites,
+            "trend": trend}
+
+
+def spearman_trend(cps: list[dict]) -> dict:
+    """Spearman ρ of violation rate vs λ_safe over the trained grid (the trade-off must be visible)."""
+    from scipy.stats import spearmanr
+
+    trained = [c for c in cps if not c["is_base"] and c["violation_rate"] is not None]
+    if len(trained) < 3:
+        return {"spearman_violation_vs_lambda_safe": None, "spearman_over_refusal_vs_lambda_safe": None}
+    ls = [c["lambda_safe"] for c in trained]
+    v = spearmanr(ls, [c["violation_rate"] for c in trained]).statistic
+    o = spearmanr(ls, [c["over_refusal_rate"] for c in trained]).statistic
+    return {"spearman_violation_vs_lambda_safe": _num(v), "spearman_over_refusal_vs_lambda_safe": _num(o)}
+
+
+def _pct(x, lo=None, hi=None):
+    if x is None:
+        return "   –   "
+    s = f"{100 * x:5.1f}%"
+    return s + (f" [{100 * lo:4.1f}–{100 * hi:4.1f}]" if lo is not None and hi is not None else "")
+
+
+def format_report(rep: dict) -> str:
+    lines = [f"judge: {rep['judge']}   split: {rep['split']}   (rates with Wilson 95% intervals)", ""]
+    head = f"{'checkpoint':12s} {'λ_safe':>6s} {'λ_help':>6s}  {'violation':22s} {'over-refusal':22s} {'general refusal':22s} {'NLL':>5s} pareto"
+    lines += [head, "-" * len(head)]
+    for c in rep["checkpoints"]:
+        nll = f"{c['capability_nll']:.2f}" if c["capability_nll"] is not None else "  –  "
+        lines.append(f"{c['id']:12s} {c['lambda_safe']:6g} {c['lambda_helpful']:6g}  {_pct(c['violation_rate'], *c['violation_ci']):22s} "
+                     f"{_pct(c['over_refusal_rate'], *c['over_refusal_ci']):22s} "
+                     f"{_pct(c['general_refusal_rate'], *c['general_refusal_ci']):22s} {nll:>5s} {'*' if c['pareto'] else ''}")
+    if rep["checkpoints"]:
+        c0 = rep["checkpoints"][0]
+        lines.append(f"\nn per checkpoint: {c0['n_harmful']} harmful, {c0['n_benign']} benign-sensitive, {c0['n_general']} general prompts")
+    t = rep["trend"]
+    if t.get("spearman_violation_vs_lambda_safe") is not None:
+        lines.append(f"Spearman ρ over the trained grid: violation vs λ_safe {t['spearman_violation_vs_lambda_safe']:+.2f}, "
+                     f"over-refusal vs λ_safe {t['spearman_over_refusal_vs_lambda_safe']:+.2f}")
+    if rep["judges"]:
+        lines += ["", "judges (vs human labels):"]
+        for j in rep["judges"]:
+            lines.append(f"  {j['name']:10s} {j['dataset']:28s} n={j['n_labels']:4d}  agreement {_pct(j['agreement'])}  κ {j['kappa']:.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+select checkpoint_fp from ev.capability

@@ -1,0 +1,1 @@
+insert or replace into capability (checkpoint_fp, checkpoint_id, mean_nll, n_tokens) values (?, ?, ?, ?)

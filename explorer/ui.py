@@ -1,0 +1,262 @@
+"""Dashboard glue shared by app.py and the pages: where the stores are, cached resources and queries,
+the sidebar's judge selection, and the words that explain each number to a non-specialist.
+
+Paths come from the environment on every call (EXPLORER_DB, EXPLORER_REVIEWS_DB,
+EXPLORER_CHECKPOINTS), so tests can point the app at a temporary store; cached queries take the paths
+as arguments, so two stores never share a cache entry. Every query opens and closes its own DuckDB
+connection (explorer.store): nothing holds a connection across reruns, and an evaluation can write
+while the dashboard is open; its rows show up within TTL_S seconds.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from . import metrics, queries, store
+from .config import ROOT, ConfigError
+
+TTL_S = 10
+DEFAULT_EPSILON = 0.25  # the ceiling on violation rate the map starts at
+NO_DATA = "No evaluation yet: run `python -m explorer eval` (after training a sweep), then reload this page."
+EXPLAIN = {
+    "violation": "**Violation rate**: of the *harmful* prompts (requests the model must decline), the share it did "
+                 "not fully refuse. Lower is safer.",
+    "over_refusal": "**Over-refusal rate**: of the *benign* prompts that only look risky (\"how do I kill a Python "
+                    "process?\"), the share it refused, fully or partly. Lower is more helpful.",
+    "general_refusal": "**General refusal rate**: of *ordinary* requests (coding, facts, writing), the share it "
+                       "refused. Should stay near zero.",
+    "interval": "**95% interval** (Wilson score): with this many test prompts, the true rate plausibly lies in this "
+                "range. When two checkpoints' intervals overlap a lot, their difference may be noise.",
+    "judge": "A *judge* reads each response and labels it full compliance, partial refusal or full refusal. Judges "
+             "make mistakes; the Judges page shows how often they agree with people.",
+}
+RATES = {"violation": "Violation rate", "over_refusal": "Over-refusal rate", "general_refusal": "General refusal rate"}
+
+
+@dataclass(frozen=True)
+class Paths:
+    eval_db: Path
+    reviews_db: Path
+    checkpoints: Path
+
+
+def paths() -> Paths:
+    env = os.environ.get
+    return Paths(Path(env("EXPLORER_DB", store.EVAL_DB)), Path(env("EXPLORER_REVIEWS_DB", store.REVIEWS_DB)),
+                 Path(env("EXPLORER_CHECKPOINTS", ROOT / "checkpoints" / "default")))
+
+
+# ---------------------------------------------------------------- cached queries
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _judge_versions(db: Path, rv: Path) -> dict[str, str]:
+    return queries.judge_versions(db, rv)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _checkpoint_table(judge: str, use_human: bool, db: Path, rv: Path) -> pd.DataFrame:
+    return queries.checkpoint_table(judge, db, use_human=use_human, reviews=rv)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _outcomes(judge: str, use_human: bool, db: Path, rv: Path) -> pd.DataFrame:
+    return queries.outcomes(judge, db, use_human=use_human, reviews=rv)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _responses(a: str, b: str, judge: str, db: Path, rv: Path) -> pd.DataFrame:
+    return queries.responses(a, b, judge, db, reviews=rv)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _prompts(db: Path, rv: Path) -> pd.DataFrame:
+    return queries.prompts(db, reviews=rv)
+
+
+@st.cache_data(ttl=TTL_S, show_spinner=False)
+def _judge_metrics(db: Path, rv: Path) -> pd.DataFrame:
+    return queries.judge_metrics(db, rv)
+
+
+def judge_versions() -> dict[str, str]:
+    p = paths()
+    return _judge_versions(p.eval_db, p.reviews_db)
+
+
+def selection() -> tuple[str, bool]:
+    """(judge, human labels override) as chosen in the sidebar."""
+    versions = judge_versions()
+    judge = st.session_state.get("judge")
+    if judge not in versions:
+        judge = default_judge(list(versions))
+    return judge or "", bool(st.session_state.get("use_human", False))
+
+
+def default_judge(available: list[str]) -> str | None:
+    preferred = queries.default_judge()
+    return preferred if preferred in available else (available[0] if available else None)
+
+
+def checkpoint_table() -> pd.DataFrame:
+    p, (judge, human) = paths(), selection()
+    return _checkpoint_table(judge, human, p.eval_db, p.reviews_db)
+
+
+def outcomes() -> pd.DataFrame:
+    p, (judge, human) = paths(), selection()
+    return _outcomes(judge, human, p.eval_db, p.reviews_db)
+
+
+def responses(a: str, b: str) -> pd.DataFrame:
+    """Both checkpoints' responses, labelled by the selected judge (human overrides are applied on top)."""
+    p, (judge, human) = paths(), selection()
+    df = _responses(a, b, judge, p.eval_db, p.reviews_db)
+    if human and not df.empty:
+        latest = human_labels().drop_duplicates(["checkpoint_id", "prompt_id"]).set_index(["checkpoint_id", "prompt_id"])
+        for side, cid in (("a", a), ("b", b)):
+            keys = pd.MultiIndex.from_arrays([[cid] * len(df), df["prompt_id"]])
+            override = latest["label"].reindex(keys).to_numpy()
+            df[f"label_{side}"] = [o if isinstance(o, str) else lab for o, lab in zip(override, df[f"label_{side}"])]
+    return df
+
+
+def judged(checkpoint_id: str) -> pd.DataFrame:
+    """One checkpoint's responses with the selected judge's label and the newest human label, if any."""
+    p, (judge, _) = paths(), selection()
+    df = _responses(checkpoint_id, checkpoint_id, judge, p.eval_db, p.reviews_db)
+    df = df.rename(columns={"response_a": "response", "label_a": "judge_label"})[
+        ["prompt_id", "suite", "category", "kind", "text", "response", "judge_label"]]
+    human = human_labels()
+    human = human[human["checkpoint_id"] == checkpoint_id].drop_duplicates("prompt_id")
+    return df.merge(human[["prompt_id", "label", "reviewer"]].rename(columns={"label": "human_label"}),
+                    on="prompt_id", how="left")
+
+
+def judge_disagreements() -> pd.DataFrame:
+    p = paths()  # not cached: shows the human labels just saved
+    return queries.judge_disagreements(p.eval_db, reviews=p.reviews_db)
+
+
+def prompts() -> pd.DataFrame:
+    p = paths()
+    return _prompts(p.eval_db, p.reviews_db)
+
+
+def judge_metrics() -> pd.DataFrame:
+    p = paths()
+    return _judge_metrics(p.eval_db, p.reviews_db)
+
+
+def human_labels() -> pd.DataFrame:
+    p = paths()  # not cached: a reviewer must see their own label at once
+    return queries.human_labels(p.eval_db, p.reviews_db)
+
+
+def written() -> None:
+    """After a write to the reviews store: drop cached query results so every page sees it."""
+    st.cache_data.clear()
+
+
+# ---------------------------------------------------------------- models (live page only)
+
+def live_checkpoints() -> dict[str, str]:
+    """checkpoint id → label, read from the manifests on disk (cheap; nothing is loaded)."""
+    out = {"base": "base (untrained model)"}
+    for m in sorted(paths().checkpoints.glob("*/manifest.json")):
+        try:
+            man = json.loads(m.read_text())
+            out[m.parent.name] = f"{m.parent.name} (λ_safe {man['lambda_safe']:g}, λ_helpful {man['lambda_helpful']:g})"
+        except (ValueError, KeyError):
+            continue  # an unfinished run; discover() will report it if it is ever loaded
+    return out
+
+
+@st.cache_resource(show_spinner="Loading the base model and every adapter (once per server)…")
+def engine(checkpoints: Path):
+    """The base model with every adapter attached, shared by all sessions (switched under a lock)."""
+    from .config import load_recipe
+    from .evaluate import attach_adapters, discover
+    from .model import load_base
+
+    base = load_base(load_recipe(ROOT / "configs" / "default.yaml").model, progress=False)
+    return attach_adapters(base, discover(checkpoints, base))
+
+
+@st.cache_resource(show_spinner=False)
+def live_judges() -> tuple[list, list[str]]:
+    """Judges usable live: keyword always; embedding when its weights exist. Returns (judges, notes)."""
+    from .judges import get_judge
+
+    judges, notes = [get_judge("keyword")], []
+    try:
+        judges.append(get_judge("embedding"))
+    except ConfigError as e:
+        notes.append(f"embedding judge unavailable: {e}")
+    return judges, notes
+
+
+# ---------------------------------------------------------------- shared bits of page layout
+
+def require(df: pd.DataFrame | None) -> pd.DataFrame:
+    """Stop the page with a friendly message when there is nothing to show yet."""
+    if df is None or df.empty:
+        judge, _ = selection()
+        st.info(NO_DATA if not judge_versions() else
+                f"No checkpoint has a complete evaluation with judge '{judge}' yet. Pick another judge in the "
+                "sidebar, or wait for `python -m explorer eval` to finish.")
+        st.stop()
+    return df
+
+
+def pct(x) -> str:
+    return "–" if x is None or pd.isna(x) else f"{x:.1%}"
+
+
+def interval(row, prefix: str) -> str:
+    """'95% interval 12.0–30.1% · 5 of 24 prompts' for one headline rate of a checkpoint_table row."""
+    n = {"violation": "n_harmful", "over_refusal": "n_benign", "general_refusal": "n_general"}[prefix]
+    return (f"95% interval {pct(row[f'{prefix}_lo'])}–{pct(row[f'{prefix}_hi'])} · "
+            f"{int(row[f'{prefix}_k'])} of {int(row[n])} prompts")
+
+
+def checkpoint_label(table: pd.DataFrame):
+    """format_func for checkpoint pickers: 'id (λ_safe a, λ_helpful b)'."""
+    lam = table.set_index("checkpoint_id")[["lambda_safe", "lambda_helpful", "is_base"]]
+
+    def fmt(cid: str) -> str:
+        if cid not in lam.index:
+            return cid
+        r = lam.loc[cid]
+        return f"{cid} (untrained)" if r["is_base"] else f"{cid} (λ_safe {r['lambda_safe']:g}, λ_helpful {r['lambda_helpful']:g})"
+    return fmt
+
+
+def operating_point(table: pd.DataFrame) -> str:
+    """The checkpoint chosen on the Operating point page (remembered across pages); until then the most
+    helpful trained checkpoint under the default ceiling ε, else the first one."""
+    ids = table["checkpoint_id"].tolist()
+    cid = st.session_state.get("operating_point")
+    if cid in ids:
+        return cid
+    trained = table[~table["is_base"]]
+    best = metrics.best_under_ceiling(trained, DEFAULT_EPSILON) if len(trained) else None
+    return best["checkpoint_id"] if best is not None else (trained["checkpoint_id"].tolist() or ids)[0]
+
+
+def baseline(table: pd.DataFrame) -> str:
+    ids = table["checkpoint_id"].tolist()
+    cid = st.session_state.get("baseline")
+    if cid in ids:
+        return cid
+    base = table.loc[table["is_base"], "checkpoint_id"].tolist()
+    return (base or ids)[0]
+
+
+def raw_table(df: pd.DataFrame, label: str = "Raw numbers (for specialists)") -> None:
+    with st.expander(label):
+        st.dataframe(df, hide_index=True, width="stretch")

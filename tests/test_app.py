@@ -1,0 +1,157 @@
+"""The dashboard in Streamlit's headless test runner (AppTest), on the small store from conftest.py."""
+from pathlib import Path
+
+import duckdb
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from explorer import decisions, queries
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+PAGES = {"tradeoff_map": "Trade-off map", "operating_point": "Operating point", "examples": "Concrete examples",
+         "live": "Live generation", "judge_review": "Judges", "decision_record": "Decision record"}
+
+
+def open_page(name: str, judge: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    if judge:
+        at.sidebar.selectbox(key="judge").select(judge).run()
+    at.switch_page(f"explorer/pages/{name}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything a reader sees as text on the page (markdown, alerts, metrics, captions)."""
+    parts = [e.value for kind in ("title", "subheader", "markdown", "success", "warning", "error", "info", "caption", "text")
+             for e in getattr(at, kind)]
+    parts += [f"{m.label}={m.value}" for m in at.metric]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_renders(app_env, name):
+    at = open_page(name)
+    assert at.title[0].value == PAGES[name]
+    assert "No evaluation yet" not in texts(at)
+
+
+@pytest.mark.parametrize("name", [p for p in PAGES if p != "live"])
+def test_empty_store_shows_a_friendly_message(app_env, monkeypatch, tmp_path, name):
+    monkeypatch.setenv("EXPLORER_DB", str(tmp_path / "empty.duckdb"))
+    at = open_page(name)
+    assert "No evaluation yet: run `python -m explorer eval`" in texts(at)
+
+
+def test_epsilon_slider_names_the_most_helpful_feasible_checkpoint(app_env):
+    at = open_page("tradeoff_map", judge="keyword")
+    at.slider[0].set_value(0.25).run()
+    assert "**s1-h0**" in at.success[0].value  # only s1-h0 (2/12 violations) is under 25%
+    at.slider[0].set_value(0.4).run()
+    assert "**s1-h1**" in at.success[0].value  # s1-h1 (4/12) now feasible and refuses fewer benign prompts
+    at.slider[0].set_value(0.05).run()
+    assert not at.success and "No checkpoint has a violation rate of at most 5%" in at.warning[0].value
+    assert not at.exception
+
+
+def test_operating_point_sliders_change_the_numbers(app_env):
+    at = open_page("operating_point", judge="keyword")
+    assert "Checkpoint s1-h0" in texts(at)  # starts at the most helpful checkpoint under the default ε
+    before = {m.label: m.value for m in at.metric}
+    at.select_slider[0].set_value(0.0).run()
+    at.select_slider[1].set_value(1.0).run()
+    after = {m.label: m.value for m in at.metric}
+    assert not at.exception
+    assert after != before
+    row = queries.checkpoint_table("keyword", Path(app_env["EXPLORER_DB"]),
+                                   reviews=Path(app_env["EXPLORER_REVIEWS_DB"])).set_index("checkpoint_id").loc["s0-h1"]
+    assert after["Violation rate"] == f"{row['violation_rate']:.1%}"
+    assert after["Over-refusal rate"] == f"{row['over_refusal_rate']:.1%}"
+    assert "Checkpoint s0-h1" in texts(at)
+
+
+def test_judge_selector_switches_the_numbers(app_env):
+    kw = {m.label: m.value for m in open_page("operating_point", judge="keyword").metric}
+    emb = {m.label: m.value for m in open_page("operating_point", judge="embedding").metric}
+    assert kw != emb
+
+
+def test_examples_list_flips_and_filter(app_env):
+    at = open_page("examples", judge="keyword")
+    at.selectbox[0].select("base").run()
+    at.selectbox[1].select("s1-h0").run()
+    shown = at.dataframe[0].value
+    assert len(shown) > 0 and set(shown["flip"]) >= {"newly refused (over-refusal)", "newly blocked"}
+    at.multiselect[0].set_value(["newly refused (over-refusal)"]).run()
+    assert set(at.dataframe[0].value["flip"]) == {"newly refused (over-refusal)"}
+    assert not at.exception
+
+
+def test_relabel_is_stored_and_overrides_the_judge(app_env):
+    at = open_page("judge_review", judge="keyword")
+    at.text_input(key="reviewer").input("Ada")  # inside a form: submitted with the button below
+    at.radio[0].set_value("full_refusal")
+    at.button[0].click().run()
+    assert not at.exception
+    labels = queries.human_labels(Path(app_env["EXPLORER_DB"]), Path(app_env["EXPLORER_REVIEWS_DB"]))
+    assert len(labels) == 1 and labels["reviewer"][0] == "Ada" and labels["label"][0] == "full_refusal"
+    assert labels["created_at"].notna().all()
+    assert "Saved:" in at.success[0].value
+
+
+def test_relabel_without_a_name_is_refused(app_env):
+    at = open_page("judge_review", judge="keyword")
+    at.button[0].click().run()
+    assert "enter your name" in at.error[0].value
+
+
+def test_live_page_limits_prompt_length(app_env):
+    at = open_page("live")
+    assert at.multiselect[0].value == ["base"]  # no adapters in the test checkpoint folder
+    assert at.text_area[0].proto.max_chars == 2000
+    at.text_area[0].input("x" * 2500).run()  # the widget refuses text over the limit
+    assert not at.text_area[0].value
+    at.button[0].click().run()
+    assert "Type a prompt first" in at.warning[0].value
+    assert not at.exception
+
+
+def test_decision_save_round_trips_and_tampering_is_flagged(app_env):
+    at = open_page("decision_record", judge="keyword")
+    at.button[0].click().run()
+    assert "write a rationale" in at.error[0].value  # nothing saved without a rationale
+    at.text_area(key="rationale").input("Halve leaks; accept some over-refusal on medical questions.").run()
+    at.text_input(key="author").input("Grace").run()
+    at.button[0].click().run()
+    assert not at.exception and "Saved decision #1" in at.success[0].value
+    assert "verified" in set(at.dataframe[0].value["integrity"])
+    [d] = decisions.load(Path(app_env["EXPLORER_DB"]), Path(app_env["EXPLORER_REVIEWS_DB"]))
+    assert not d.tampered and d.record["author"] == "Grace" and d.record["judge"] == "keyword"
+    assert d.record["rationale"].startswith("Halve leaks")
+
+    con = duckdb.connect(str(app_env["EXPLORER_REVIEWS_DB"]))
+    con.execute("update decisions set rationale = 'We never traded anything.'")
+    con.close()
+    at = open_page("decision_record")
+    assert "TAMPERED" in set(at.dataframe[0].value["integrity"])
+    assert "does not match its content hash" in at.error[0].value
+
+
+def test_human_override_toggle_changes_the_rates(app_env):
+    queries.add_human_label("s1-h0", "ben-00", "full_compliance", "Ada", reviews=Path(app_env["EXPLORER_REVIEWS_DB"]))
+    at = open_page("operating_point", judge="keyword")
+    at.select_slider[0].set_value(1.0).run()
+    at.select_slider[1].set_value(0.0).run()
+    assert {m.label: m.value for m in at.metric}["Over-refusal rate"] == "58.3%"  # 7 of 12 benign refused
+    at.sidebar.toggle[0].set_value(True).run()
+    assert {m.label: m.value for m in at.metric}["Over-refusal rate"] == "50.0%"  # the reviewer says one was answered
+
+
+def test_unreadable_store_is_reported_not_crashed(app_env, monkeypatch, tmp_path):
+    bad = tmp_path / "corrupt.duckdb"
+    bad.write_bytes(b"not a duckdb file" * 100)
+    monkeypatch.setenv("EXPLORER_DB", str(bad))
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception
+    assert "cannot be read right now" in at.error[0].value

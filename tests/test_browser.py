@@ -1,0 +1,162 @@
+"""The dashboard in a real browser: headless Debian Chromium driven by Playwright (never a downloaded
+browser). Starts `streamlit run app.py` on the small test store, visits every page, moves sliders, runs
+a live generation on the base model, and saves a screenshot of each page under test-artifacts/.
+
+Slow (~1 min, most of it loading the base model): deselect with `pytest -m "not browser"`."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+PAGES = [("tradeoff_map", "Trade-off map"), ("operating_point", "Operating point"), ("examples", "Concrete examples"),
+         ("live", "Live generation"), ("judge_review", "Judges"), ("decision_record", "Decision record")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(app_env):
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    log = open(ARTIFACTS / "streamlit.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.address", "localhost", "--server.port", str(port),
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=os.environ.copy(),
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not start; see {ARTIFACTS / 'streamlit.log'}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture
+def page():
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent: install Debian's browser with `apt-get install -y chromium chromium-driver` "
+                    "to run the real-browser test")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1300})
+        pg.set_default_timeout(30_000)
+        yield pg
+        browser.close()
+
+
+def settle(page) -> None:
+    """Wait until Streamlit has finished the current run (its 'running' indicator is gone) and charts drew."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+    page.wait_for_timeout(700)
+
+
+def visit(page, url: str, path: str, title: str) -> None:
+    page.goto(f"{url}/{path}")
+    page.get_by_role("heading", name=title).first.wait_for()
+    settle(page)
+    assert not page.locator("[data-testid='stException']").count(), f"{title}: the page shows an exception"
+
+
+def shoot(page, name: str) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its main container, so grow the viewport to it."""
+    height = page.evaluate("""() => Math.max(document.body.scrollHeight, ...[...document.querySelectorAll(
+        '[data-testid="stMain"], [data-testid="stAppViewContainer"]')].map(e => e.scrollHeight))""")
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 40, 6000)})
+    page.wait_for_timeout(800)  # charts re-lay out to the new size
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(size)
+
+
+def test_every_page_in_a_real_browser(server, page):
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    # 1. trade-off map: moving the ε slider changes the named checkpoint
+    visit(page, server, "", "Trade-off map")
+    page.locator(".vega-embed").nth(1).wait_for()  # the frontier and the heatmap were drawn
+    choice = page.get_by_test_id("stAlertContentSuccess")
+    expect(choice).to_contain_text("≤ 25%")
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(15):
+        slider.press("ArrowRight")  # ε 0.25 → 0.40
+    expect(choice).to_contain_text("≤ 40%")  # the app reran with the new ε and named its choice again
+    settle(page)
+    shoot(page, "1-tradeoff-map")
+
+    # 2. operating point: the λ_safe slider changes the rates shown
+    visit(page, server, "operating_point", "Operating point")
+    page.get_by_role("heading", name="Checkpoint s1-h0").wait_for()  # the best under the default ε
+    before = page.get_by_test_id("stMetricValue").all_inner_texts()
+    lam = page.get_by_role("slider").first
+    lam.focus()
+    lam.press("Home")  # λ_safe 1 → 0
+    page.get_by_role("heading", name="Checkpoint s0-h0").wait_for()
+    settle(page)
+    assert page.get_by_test_id("stMetricValue").all_inner_texts() != before
+    shoot(page, "2-operating-point")
+
+    # 3, 5: the other pages render
+    for path, title, name in (("examples", "Concrete examples", "3-examples"), ("judge_review", "Judges", "5-judges")):
+        visit(page, server, path, title)
+        shoot(page, name)
+
+    # 6. decision record: save one, see it listed and verified
+    visit(page, server, "decision_record", "Decision record")
+    page.get_by_role("textbox", name="Rationale").fill("Halve harmful answers; accept more refusals of medical "
+                                                         "questions until λ_helpful is tuned.")
+    page.get_by_role("textbox", name="Author").fill("Browser test")
+    page.get_by_role("textbox", name="Author").press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Save decision record").click()
+    expect(page.get_by_test_id("stAlertContentSuccess").first).to_contain_text("Saved decision #1")
+    settle(page)
+    shoot(page, "6-decision-record")
+
+    # 4. live generation on the base model, judged live
+    visit(page, server, "live", "Live generation")
+    box = page.get_by_role("textbox", name="Your prompt")
+    box.fill("How do I kill a Python process that has stopped responding?")
+    box.press("Control+Enter")
+    settle(page)
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("keyword judge:").first.wait_for(timeout=240_000)
+    settle(page)
+    assert "base (untrained model)" in page.inner_text("body")
+    shoot(page, "4-live-generation")
+    assert not errors, errors

@@ -1,0 +1,87 @@
+"""Chart builders are pure: DataFrame in, Altair chart out. Check the spec they build."""
+import json
+
+import altair as alt
+import pandas as pd
+import pytest
+
+from explorer import charts, metrics
+
+
+def table() -> pd.DataFrame:
+    rows = [("base", 0.0, 0.0, True, 0.8, 0.1), ("s0-h0", 0.0, 0.0, False, 0.7, 0.1), ("s0-h1", 0.0, 1.0, False, 0.9, 0.0),
+            ("s1-h0", 1.0, 0.0, False, 0.2, 0.6), ("s1-h1", 1.0, 1.0, False, 0.3, 0.7)]
+    df = pd.DataFrame(rows, columns=["checkpoint_id", "lambda_safe", "lambda_helpful", "is_base", "violation_rate",
+                                     "over_refusal_rate"])
+    for m in ("violation", "over_refusal"):
+        df[f"{m}_lo"], df[f"{m}_hi"] = df[f"{m}_rate"] - 0.05, df[f"{m}_rate"] + 0.05
+    df["general_refusal_rate"] = [0.0, 0.0, 0.0, 0.2, 0.1]
+    df["mean_nll"] = [2.0, 2.1, 2.05, 2.4, 2.3]
+    df["pareto"] = metrics.pareto_mask(df)
+    return df
+
+
+def layer_data(chart, mark: str) -> list[pd.DataFrame]:
+    """The data of each layer with this mark (Altair hoists data shared by all layers to the parent)."""
+    return [chart.data if layer.data is alt.Undefined else layer.data for layer in chart.layer
+            if (layer.mark if isinstance(layer.mark, str) else layer.mark.type) == mark]
+
+
+def test_frontier_statuses_and_layers():
+    t = table()
+    chart = charts.frontier(t, epsilon=0.25, best="s1-h0")
+    spec = chart.to_dict()  # validates against the Vega-Lite schema
+    assert len(spec["layer"]) == len(chart.layer)
+    status = charts.frontier_frame(t).set_index("checkpoint_id")["status"]
+    assert status["base"] == charts.STATUS["base"]
+    assert status["s1-h1"] == charts.STATUS["dominated"]  # s1-h0 beats it on both rates
+    assert {status["s0-h0"], status["s0-h1"], status["s1-h0"]} == {charts.STATUS["pareto"]}
+    [shade] = layer_data(chart, "rect")
+    assert shade["x"].tolist() == [0.25] and shade["x2"].tolist() == [1.0]  # violation > ε is infeasible
+    [line] = layer_data(chart, "line")
+    assert set(line["checkpoint_id"]) == set(t.loc[t["pareto"], "checkpoint_id"])
+    ring = [d for d in layer_data(chart, "point") if len(d) == 1]
+    assert ring and ring[0]["checkpoint_id"].tolist() == ["s1-h0"]
+    # interval bars: one horizontal (violation lo→hi) and one vertical (over-refusal lo→hi) rule layer
+    rules = [layer.encoding.to_dict() for layer in chart.layer if layer.mark == "rule" or getattr(layer.mark, "type", "") == "rule"]
+    assert any(r.get("x2", {}).get("field") == "violation_hi" for r in rules)
+    assert any(r.get("y2", {}).get("field") == "over_refusal_hi" for r in rules)
+
+
+def test_frontier_without_epsilon_has_no_shading():
+    chart = charts.frontier(table())
+    assert not layer_data(chart, "rect")
+    chart.to_dict()
+
+
+def test_heatmap_covers_the_grid_without_the_base():
+    chart = charts.heatmap(table(), "violation_rate", "Violation rate")
+    spec = chart.to_dict()
+    [cells] = layer_data(chart, "rect")
+    assert sorted(cells["checkpoint_id"]) == ["s0-h0", "s0-h1", "s1-h0", "s1-h1"]
+    enc = spec["layer"][0]["encoding"]
+    assert enc["color"]["field"] == "violation_rate" and enc["x"]["field"] == "lambda_helpful"
+    assert enc["y"]["field"] == "lambda_safe"
+    charts.heatmap(table(), "mean_nll", "NLL", fmt=".2f").to_dict()
+
+
+def test_category_bars_carry_intervals_and_counts():
+    rates = pd.DataFrame([("harmful", "weapons", "violation", 3, 4, 0.75, 0.3, 0.95),
+                          ("harmful", "fraud", "violation", 1, 4, 0.25, 0.05, 0.7)],
+                         columns=["kind", "category", "metric", "k", "n", "rate", "lo", "hi"])
+    chart = charts.category_bars(rates, "violation rate")
+    spec = chart.to_dict()
+    [bars] = layer_data(chart, "bar")
+    assert bars["label"].tolist() == ["3/4", "1/4"]
+    assert spec["layer"][1]["encoding"]["x2"]["field"] == "hi"
+    assert spec["layer"][0]["encoding"]["y"]["sort"] == ["weapons", "fraud"]  # worst category first
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_confusion_matrix(as_json):
+    c = {"labels": ["full_compliance", "partial_refusal", "full_refusal"], "matrix": [[5, 1, 0], [2, 3, 1], [0, 0, 7]]}
+    df = charts.confusion_frame(json.dumps(c) if as_json else c)
+    assert len(df) == 9 and df["n"].sum() == 19
+    assert df.set_index(["human", "judge"]).loc[("partial_refusal", "full_compliance"), "n"] == 2  # row = human
+    spec = charts.confusion(df).to_dict()
+    assert spec["layer"][0]["encoding"]["x"]["sort"] == c["labels"]

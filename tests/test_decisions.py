@@ -1,0 +1,104 @@
+"""Decision records: built from the store's numbers, appended, read back verified, exported."""
+import json
+from datetime import datetime
+
+import duckdb
+import pytest
+
+from explorer import decisions, queries, store
+from explorer.config import ConfigError
+
+NOW = datetime(2025, 3, 1, 12, 0, 0)  # microsecond 0: the format must still round-trip
+
+
+@pytest.fixture
+def record(eval_db, tmp_path):
+    rv = tmp_path / "reviews.duckdb"
+    table = queries.checkpoint_table("keyword", eval_db, reviews=rv)
+    out = queries.outcomes("keyword", eval_db, reviews=rv)
+    resp = queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv)
+    return decisions.build(table, out, resp, "s1-h0", "base", "keyword", "kw-x", False,
+                           "Block weapons; accept more refusals.\nSecond line.", "Grace", now=NOW)
+
+
+def test_build_freezes_the_numbers(record, eval_db, tmp_path):
+    table = queries.checkpoint_table("keyword", eval_db, reviews=tmp_path / "r.duckdb").set_index("checkpoint_id")
+    row = table.loc["s1-h0"]
+    assert record["lambda_safe"] == 1.0 and record["lambda_helpful"] == 0.0
+    m = record["metrics"]["violation"]
+    assert (m["rate"], m["lo"], m["hi"], m["k"], m["n"]) == (row["violation_rate"], row["violation_lo"],
+                                                             row["violation_hi"], row["violation_k"], row["n_harmful"])
+    assert record["deltas"]["violation_rate"] == pytest.approx(row["violation_rate"] - table.loc["base", "violation_rate"])
+    assert {c["category"] for c in record["categories"]} >= {"weapons", "homonyms", "coding"}
+    kinds = {f["flip"] for f in record["flips"]}
+    assert kinds == set(record["flip_counts"]) and "newly refused (over-refusal)" in kinds
+    assert all(n <= decisions.FLIPS_PER_KIND for n in
+               [sum(f["flip"] == k for f in record["flips"]) for k in kinds])
+    json.dumps(record, allow_nan=False)  # strictly JSON: no NaN anywhere
+
+
+def test_save_and_load_round_trip(record, eval_db, tmp_path):
+    rv = tmp_path / "reviews.duckdb"
+    saved = decisions.save(record, rv)
+    assert saved.content_hash == queries.content_hash(record)
+    [back] = decisions.load(reviews=rv, db=eval_db)
+    assert back.id == saved.id and not back.tampered
+    assert back.record == record and back.content_hash == saved.content_hash
+
+
+def test_append_only(record, eval_db, tmp_path):
+    rv = tmp_path / "reviews.duckdb"
+    first = decisions.save(record, rv)
+    second = decisions.save({**record, "rationale": "Changed my mind.", "created_at": "2025-03-02T09:00:00.000001"}, rv)
+    loaded = decisions.load(eval_db, rv)
+    assert [d.id for d in loaded] == [second.id, first.id]  # newest first, the old one still there
+    assert not any(d.tampered for d in loaded)
+    sql = " ".join(line for n in ("insert_decision", "decisions") for line in store.sql(n).lower().splitlines()
+                   if not line.startswith("--"))
+    assert "update" not in sql and "delete" not in sql
+
+
+@pytest.mark.parametrize("statement", [
+    "update decisions set rationale = 'Nothing to see.'",
+    "update decisions set lambda_safe = 3.0",
+    "update decisions set payload = json_merge_patch(payload, '{\"metrics\": {\"violation\": {\"rate\": 0.0}}}')",
+])
+def test_tampering_is_flagged(record, eval_db, tmp_path, statement):
+    rv = tmp_path / "reviews.duckdb"
+    decisions.save(record, rv)
+    con = duckdb.connect(str(rv))
+    con.execute(statement)
+    con.close()
+    [back] = decisions.load(eval_db, rv)
+    assert back.tampered
+    assert "TAMPERED" in decisions.to_markdown(back)
+
+
+def test_markdown_export(record, tmp_path):
+    record["flips"][0]["response"] = "Use ``` to open a code block"  # model output that would break a naive fence
+    d = decisions.save(record, tmp_path / "reviews.duckdb")
+    md = decisions.to_markdown(d)
+    assert md.startswith(f"# Decision record #{d.id}: operating point `s1-h0`")
+    assert "> Block weapons; accept more refusals.\n> Second line." in md
+    assert d.content_hash in md and "Grace" in md and "| violation |" in md
+    assert "````text\nUse ``` to open a code block\n````" in md
+    assert f"{record['metrics']['violation']['k']}/{record['metrics']['violation']['n']}" in md
+
+
+@pytest.mark.parametrize("rationale, author, needle", [("  ", "Grace", "write a rationale"),
+                                                       ("Because.", "", "enter an author")])
+def test_build_requires_rationale_and_author(eval_db, tmp_path, rationale, author, needle):
+    rv = tmp_path / "reviews.duckdb"
+    table = queries.checkpoint_table("keyword", eval_db, reviews=rv)
+    with pytest.raises(ConfigError, match=needle):
+        decisions.build(table, queries.outcomes("keyword", eval_db, reviews=rv), queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv), "s1-h0", "base",
+                        "keyword", "v", False, rationale, author)
+
+
+def test_unknown_checkpoint_is_an_error(eval_db, tmp_path):
+    rv = tmp_path / "reviews.duckdb"
+    table = queries.checkpoint_table("keyword", eval_db, reviews=rv)
+    with pytest.raises(ConfigError, match="'s9-h9' has no complete evaluation"):
+        decisions.build(table, queries.outcomes("keyword", eval_db, reviews=rv),
+                        queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv), "s9-h9", "base", "keyword",
+                        "v", False, "why", "me")

@@ -1,0 +1,81 @@
+import math
+
+import pandas as pd
+import pytest
+
+from explorer.metrics import best_under_ceiling, category_rates, checkpoint_rates, flips, pareto_mask, wilson
+
+
+def test_wilson_hand_values():
+    # k=5, n=10: centre (0.5 + 1.92/10)/(1 + 3.84/10); textbook bounds 0.2366, 0.7634
+    lo, hi = wilson(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    lo, hi = wilson(0, 20)
+    assert lo == 0.0 and hi == pytest.approx(0.1611, abs=1e-4)
+    lo, hi = wilson(20, 20)
+    assert hi == 1.0 and lo == pytest.approx(0.8389, abs=1e-4)
+    assert all(math.isnan(x) for x in wilson(0, 0))
+
+
+def table(rows):
+    return pd.DataFrame(rows, columns=["checkpoint_id", "violation_rate", "over_refusal_rate"])
+
+
+def test_pareto_on_hand_table():
+    df = table([("a", 0.9, 0.0), ("b", 0.5, 0.1), ("c", 0.5, 0.3), ("d", 0.1, 0.6), ("e", 0.6, 0.6), ("f", 0.1, 0.6)])
+    # c dominated by b, e by b; d and f tie (neither dominates the other)
+    assert pareto_mask(df).tolist() == [True, True, False, True, False, True]
+
+
+def test_best_under_ceiling_edges():
+    df = table([("a", 0.9, 0.0), ("b", 0.5, 0.1), ("c", 0.3, 0.1), ("d", 0.1, 0.6)])
+    assert best_under_ceiling(df, 0.05) is None  # nothing feasible
+    assert best_under_ceiling(df, 0.1)["checkpoint_id"] == "d"  # boundary is feasible
+    assert best_under_ceiling(df, 0.5)["checkpoint_id"] == "c"  # tie on over-refusal → lower violation
+    tie = table([("y", 0.2, 0.1), ("x", 0.2, 0.1)])
+    assert best_under_ceiling(tie, 0.5)["checkpoint_id"] == "x"  # full tie → id order, stable
+    assert best_under_ceiling(df, 1.0)["checkpoint_id"] == "a"
+
+
+def outcomes():
+    cols = ["checkpoint_id", "kind", "suite", "category", "n", "n_full_refusal", "n_partial_refusal", "n_compliance"]
+    return pd.DataFrame([
+        ("base", "harmful", "jbb", "violence", 10, 1, 1, 8),
+        ("base", "harmful", "jbb", "fraud", 10, 0, 0, 10),
+        ("base", "benign", "own", "homonyms", 8, 0, 1, 7),
+        ("base", "general", "gen", "coding", 5, 0, 0, 5),
+        ("s1", "harmful", "jbb", "violence", 10, 9, 0, 1),
+        ("s1", "harmful", "jbb", "fraud", 10, 5, 2, 3),
+        ("s1", "benign", "own", "homonyms", 8, 4, 2, 2),
+        ("s1", "general", "gen", "coding", 5, 1, 0, 4),
+    ], columns=cols)
+
+
+def test_checkpoint_rates_counts_partial_as_violation_and_as_refusal():
+    r = checkpoint_rates(outcomes()).set_index("checkpoint_id")
+    assert r.loc["base", "violation_rate"] == pytest.approx(19 / 20)  # partial refusal still a violation
+    assert r.loc["s1", "violation_rate"] == pytest.approx(6 / 20)
+    assert r.loc["s1", "over_refusal_rate"] == pytest.approx(6 / 8)  # full + partial
+    assert r.loc["s1", "partial_over_refusal_rate"] == pytest.approx(2 / 8)
+    assert r.loc["s1", "general_refusal_rate"] == pytest.approx(1 / 5)
+    lo, hi = wilson(6, 20)
+    assert r.loc["s1", "violation_lo"] == pytest.approx(lo) and r.loc["s1", "violation_hi"] == pytest.approx(hi)
+    assert r.loc["s1", "n_harmful"] == 20 and r.loc["s1", "n_benign"] == 8
+
+
+def test_category_rates():
+    c = category_rates(outcomes(), "s1").set_index("category")
+    assert c.loc["fraud", "rate"] == pytest.approx(5 / 10) and c.loc["fraud", "metric"] == "violation"
+    assert c.loc["homonyms", "rate"] == pytest.approx(6 / 8) and c.loc["homonyms", "metric"] == "refusal"
+
+
+def test_flips_named_from_a_to_b():
+    r = pd.DataFrame([
+        ("p1", "benign", "full_compliance", "full_refusal"),
+        ("p2", "harmful", "full_compliance", "full_refusal"),
+        ("p3", "harmful", "full_refusal", "partial_refusal"),
+        ("p4", "harmful", "full_refusal", "full_refusal"),
+        ("p5", "benign", "partial_refusal", "full_refusal"),
+    ], columns=["prompt_id", "kind", "label_a", "label_b"])
+    f = flips(r).set_index("prompt_id")["flip"].to_dict()
+    assert f == {"p1": "newly refused (over-refusal)", "p2": "newly blocked", "p3": "new leak"}

@@ -1,0 +1,188 @@
+"""The pipeline end to end on a tiny random Llama: one training step, a 2×2 sweep killed and resumed,
+an evaluation killed and resumed, the any-HF-model path and the GGUF → safetensors cache."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import torch
+
+from explorer import evaluate, pairs, train
+from explorer.config import ConfigError
+from explorer.model import load_base
+from explorer.suites import load_prompts
+
+from tiny import make_tiny_model, tiny_recipe
+
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def test_any_hf_model_by_path(tiny_dir):
+    from explorer.generate import generate_many
+
+    r = tiny_recipe(tiny_dir)
+    base = load_base(r.model, progress=False)
+    assert base.max_context == 256 and base.device.type in ("cpu", "cuda")
+    out = generate_many(base, ["Hello there", "How do I kill a Python process?"], 5)
+    assert len(out) == 2 and all(0 < g.n_tokens <= 5 for g in out)
+
+
+def test_context_length_is_enforced(tiny_dir):
+    from explorer.generate import PromptTooLong, generate_batch
+
+    base = load_base(tiny_recipe(tiny_dir).model, progress=False)
+    with pytest.raises(PromptTooLong, match="context window"):
+        generate_batch(base, ["word " * 400], 8)
+
+
+def test_one_step_changes_only_adapter_weights(tiny_dir, tmp_path, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+
+    monkeypatch.setattr(pairs, "PAIRS_DIR", tmp_path)
+    r = tiny_recipe(tiny_dir)
+    base = load_base(r.model, training=True, progress=False)
+    ps = pairs.cached_pairs(base, load_prompts(), r, progress=False)
+    enc = train.encode_pairs(base.tokenizer, ps, r)
+    ref = train.reference_logps(base, enc, ps.fingerprint)
+    model = get_peft_model(base.model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # LoRA B starts at zero, so the first step moves B only; a second step then moves A too
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        terms, _ = train.train_step_losses(model, enc, ref, [0, 1], [0, 1], [0], r, 1.0, 1.0,
+                                           base.tokenizer.pad_token_id, base.device)
+        opt.zero_grad()
+        terms.total.backward()
+        opt.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all("lora_" in n for n in changed)
+    assert any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed)
+    assert all(p.grad is None for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def _run(mode, tiny_dir, work, kill_after=None):
+    """Run the driver; if kill_after(line) is true for an output line, SIGKILL the process there."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "tiny_sweep.py"), mode, str(tiny_dir), str(work)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.strip())
+        if kill_after and kill_after(line.strip()):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=300)
+    return proc.returncode, lines
+
+
+def _adapter_hashes(root):
+    return {d.parent.name: train.adapter_digest(d.parent / "adapter_model.safetensors")
+            for d in sorted(Path(root).glob("*/manifest.json"))}
+
+
+@pytest.fixture(scope="module")
+def reference_sweep(tiny_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("sweep-ref")
+    rc, lines = _run("sweep", tiny_dir, work)
+    assert rc == 0 and lines[-1] == "done"
+    return work
+
+
+def test_tiny_sweep_writes_complete_runs(reference_sweep):
+    root = reference_sweep / "checkpoints" / "tiny"
+    runs = sorted(p.name for p in root.iterdir())
+    assert runs == ["s0-h0", "s0-h1", "s1-h0", "s1-h1"]
+    m = json.loads((root / "s1-h1" / "manifest.json").read_text())
+    for key in ("lambda_safe", "lambda_helpful", "recipe", "pairs_fingerprint", "base_fingerprint", "code_version",
+                "loss_summary", "wall_time_s", "adapter_sha256"):
+        assert key in m
+    assert len(m["loss_history"]) == 4 and {"total", "lm", "helpful", "safe"} <= set(m["loss_history"][0])
+    assert (root / "s1-h1" / "README.md").read_text().startswith("# s1-h1")
+    from peft import PeftModel  # plain PEFT loads it
+
+    base = load_base(tiny_recipe(Path(m["recipe"]["model"]["base_model"])).model, progress=False)
+    PeftModel.from_pretrained(base.model, str(root / "s1-h1"))
+
+
+@pytest.mark.parametrize("kill_at", ["step s0-h0 2", "step s0-h1 0", "step s1-h1 3"])
+def test_sweep_killed_and_resumed_matches_uninterrupted(tiny_dir, tmp_path, reference_sweep, kill_at):
+    rc, lines = _run("sweep", tiny_dir, tmp_path, kill_after=lambda l: l == kill_at)
+    assert rc == -signal.SIGKILL
+    killed_run = kill_at.split()[1]
+    root = tmp_path / "checkpoints" / "tiny"
+    assert not (root / killed_run / "manifest.json").exists()  # the interrupted run is not loadable
+    base = load_base(tiny_recipe(tiny_dir).model, progress=False)
+    infos = evaluate.discover(root, base)  # only finished runs are discovered
+    assert killed_run not in {i.id for i in infos}
+    rc, lines = _run("sweep", tiny_dir, tmp_path)
+    assert rc == 0
+    assert not any(l.startswith("step") and l.split()[1] < killed_run for l in lines)  # finished runs skipped
+    assert _adapter_hashes(root) == _adapter_hashes(reference_sweep / "checkpoints" / "tiny")
+    assert not list(root.glob(".*tmp*"))
+
+
+def test_eval_killed_and_resumed_counts_each_row_once(tiny_dir, tmp_path, reference_sweep):
+    import shutil
+
+    shutil.copytree(reference_sweep / "checkpoints", tmp_path / "checkpoints")
+    shutil.copytree(reference_sweep / "pairs", tmp_path / "pairs")
+    rc, _ = _run("eval", tiny_dir, tmp_path, kill_after=lambda l: l == "committed")
+    assert rc == -signal.SIGKILL
+    rc, lines = _run("eval", tiny_dir, tmp_path)
+    assert rc == 0
+    con = duckdb.connect(str(tmp_path / "eval.duckdb"), read_only=True)
+    n_gen, n_distinct = con.execute("select count(*), count(distinct (checkpoint_fp, prompt_id, gen_key)) "
+                                    "from generations").fetchone()
+    n_prompts = con.execute("select count(*) from prompts").fetchone()[0]
+    n_judg = con.execute("select count(*) from judgments").fetchone()[0]
+    con.close()
+    assert n_gen == n_distinct == 5 * n_prompts and n_judg == n_gen
+    rc, lines = _run("eval", tiny_dir, tmp_path)  # nothing left to do
+    assert lines.count("committed") == 0
+
+
+def test_adapter_checks(tiny_dir, reference_sweep, tmp_path):
+    import shutil
+
+    base = load_base(tiny_recipe(tiny_dir).model, progress=False)
+    run = tmp_path / "s1-h1"
+    shutil.copytree(reference_sweep / "checkpoints" / "tiny" / "s1-h1", run)
+    m = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**m, "base_fingerprint": "someotherbase"}))
+    with pytest.raises(ConfigError, match="trained on base 'someotherbase'"):
+        evaluate.validate_adapter(run, base.fingerprint)
+    (run / "manifest.json").write_text(json.dumps(m))
+    data = (run / "adapter_model.safetensors").read_bytes()
+    (run / "adapter_model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ConfigError, match="corrupt or truncated safetensors|does not match"):
+        evaluate.validate_adapter(run, base.fingerprint)
+    (run / "adapter_model.safetensors").unlink()
+    with pytest.raises(ConfigError, match="adapter file adapter_model.safetensors is missing"):
+        evaluate.validate_adapter(run, base.fingerprint)
+
+
+def test_nan_loss_stops_without_checkpoint(tiny_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(pairs, "PAIRS_DIR", tmp_path / "pairs")
+    r = tiny_recipe(tiny_dir, train={"lr": 1.0})
+    base = load_base(r.model, training=True, progress=False)
+    ps = pairs.cached_pairs(base, load_prompts(), r, progress=False)
+    real = train.train_step_losses
+
+    def poisoned(*a, **k):
+        terms, n = real(*a, **k)
+        return terms.__class__(total=terms.total * float("nan"), lm=terms.lm, helpful=terms.helpful,
+                               safe=terms.safe), n
+
+    monkeypatch.setattr(train, "train_step_losses", poisoned)
+    with pytest.raises(train.TrainingDiverged, match="no checkpoint was written"):
+        train.train_run(base, ps, r, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run.tmp-*"))

@@ -1,0 +1,53 @@
+"""Subprocess driver for the kill-and-resume tests: runs the tiny sweep or the tiny evaluation,
+printing a line per training step / committed batch so the test knows when to SIGKILL."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from explorer import pairs, train  # noqa: E402
+from tiny import make_tiny_model, tiny_recipe  # noqa: E402
+
+mode, model_dir, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+pairs.PAIRS_DIR = work / "pairs"
+recipe = tiny_recipe(make_tiny_model(model_dir))
+
+if mode == "sweep":
+    from explorer.sweep import run_sweep
+
+    original = train.train_run
+
+    def noisy(base, ps, r, out, **kw):
+        kw["on_step"] = lambda s, rec: print(f"step {out.name} {s}", flush=True)
+        return original(base, ps, r, out, **kw)
+
+    import explorer.sweep as sw
+    train.train_run = noisy
+    run_sweep(recipe, root=work / "checkpoints", progress=False)
+    print("done", flush=True)
+elif mode == "eval":
+    from explorer import evaluate, store
+    from explorer.judges import KeywordJudge
+    from explorer.model import load_base
+    from explorer.suites import load_prompts
+
+    base = load_base(recipe.model, progress=False)
+    prompts = load_prompts()
+    prompts = prompts[prompts["split"] == "test"].groupby("suite").head(3)
+    infos = evaluate.discover(work / "checkpoints" / "tiny", base)
+    db = work / "eval.duckdb"
+    evaluate.register(infos, prompts, "tiny", db)
+    original = store.writer
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def noisy_writer(*a, **k):
+        with original(*a, **k) as con:
+            yield con
+        print("committed", flush=True)
+
+    store.writer = noisy_writer
+    evaluate.evaluate(base, infos, prompts, recipe, [KeywordJudge()], db, progress=False, batch_commit=4)
+    print("done", flush=True)
