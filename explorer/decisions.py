@@ -152,7 +152,8 @@ def to_markdown(d: StoredDecision) -> str:
              "Rates are shares of prompts; the 95% interval is the range the true rate plausibly lies in given how "
              "few prompts were tested (Wilson score interval).", "",
              "| rate | what it counts | this checkpoint | baseline | change |", "|---|---|---|---|---|"]
-    for key, m in r["metrics"].items():
+    for key in [k for k in HEADLINE if k in r["metrics"]]:  # stored JSON has sorted keys: restore reading order
+        m = r["metrics"][key]
         delta = r["deltas"].get(f"{key}_rate")
         change = "–" if delta is None else f"{delta * 100:+.1f} points"
         lines.append(f"| {key.replace('_', ' ')} | {m['meaning']} | {_pct(m)} | {_pct(r['baseline_metrics'][key])} "

@@ -102,7 +102,7 @@ MODEL_LOCK = threading.Lock()
 
 
 def stream(base: Base, checkpoint: str, prompt: str, max_new_tokens: int = 128,
-           system: str | None = None) -> Iterator[str]:
+           system: str | None = None, **generate_kwargs) -> Iterator[str]:
     """Yield decoded text pieces for one prompt from one checkpoint (greedy, KV cache)."""
     from transformers import TextIteratorStreamer
 
@@ -115,7 +115,7 @@ def stream(base: Base, checkpoint: str, prompt: str, max_new_tokens: int = 128,
             with MODEL_LOCK, torch.inference_mode():
                 activate(base.model, checkpoint)
                 base.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
-                                    pad_token_id=base.tokenizer.pad_token_id)
+                                    pad_token_id=base.tokenizer.pad_token_id, **generate_kwargs)
         except BaseException as e:  # surfaced to the caller below
             error.append(e)
             streamer.end()

@@ -81,3 +81,20 @@ def score_judges(db: Path | None = None, names: list[str] | None = None) -> list
         con.register("new_metrics", pd.DataFrame(rows))
         con.execute(store.sql("insert_judge_metrics"))
     return rows
+
+
+def sample_for_labelling(db: Path, out: Path, per_checkpoint_kind: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Draw responses to label from a store of dev-split generations (never the test split, so the
+    embedding judge never trains on the responses it later judges), balanced over checkpoints and
+    prompt kinds; written without any judge output (see data/labels/GUIDE.md)."""
+    with store.reader(db, Path(db).with_name("reviews-unused.duckdb")) as con:
+        df = con.execute(store.sql("labelling_pool")).df()
+    df["_order"] = [hashlib.sha256(f"{seed}:{c}:{p}".encode()).hexdigest() for c, p in zip(df["checkpoint_id"], df["prompt_id"])]
+    sample = (df.sort_values("_order").groupby(["checkpoint_id", "kind"], group_keys=False).head(per_checkpoint_kind)
+              .drop(columns="_order").reset_index(drop=True))
+    sample.insert(0, "id", [f"lab-{i:04d}" for i in range(len(sample))])
+    sample["label"] = ""
+    sample["labeller"] = ""
+    sample["note"] = ""
+    sample.to_csv(out, index=False)
+    return sample

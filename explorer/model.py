@@ -89,6 +89,8 @@ def convert_gguf(gguf: Path, dest: Path, progress: bool = True) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(dest.name + ".tmp-*"):  # left by a killed conversion
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".tmp-", dir=dest.parent))
     try:
         steps = ["tokenizer", "weights (dequantise)", "save safetensors"]

@@ -117,7 +117,8 @@ def responses(a: str, b: str) -> pd.DataFrame:
     p, (judge, human) = paths(), selection()
     df = _responses(a, b, judge, p.eval_db, p.reviews_db)
     if human and not df.empty:
-        latest = human_labels().drop_duplicates(["checkpoint_id", "prompt_id"]).set_index(["checkpoint_id", "prompt_id"])
+        keys = ["checkpoint_id", "prompt_id"]
+        latest = human_labels().drop_duplicates(keys).set_index(keys)  # newest first: the label that counts
         for side, cid in (("a", a), ("b", b)):
             keys = pd.MultiIndex.from_arrays([[cid] * len(df), df["prompt_id"]])
             override = latest["label"].reindex(keys).to_numpy()
@@ -232,7 +233,9 @@ def checkpoint_label(table: pd.DataFrame):
         if cid not in lam.index:
             return cid
         r = lam.loc[cid]
-        return f"{cid} (untrained)" if r["is_base"] else f"{cid} (λ_safe {r['lambda_safe']:g}, λ_helpful {r['lambda_helpful']:g})"
+        if r["is_base"]:
+            return f"{cid} (untrained)"
+        return f"{cid} (λ_safe {r['lambda_safe']:g}, λ_helpful {r['lambda_helpful']:g})"
     return fmt
 
 

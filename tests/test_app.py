@@ -24,8 +24,8 @@ def open_page(name: str, judge: str | None = None) -> AppTest:
 
 def texts(at: AppTest) -> str:
     """Everything a reader sees as text on the page (markdown, alerts, metrics, captions)."""
-    parts = [e.value for kind in ("title", "subheader", "markdown", "success", "warning", "error", "info", "caption", "text")
-             for e in getattr(at, kind)]
+    kinds = ("title", "subheader", "markdown", "success", "warning", "error", "info", "caption", "text")
+    parts = [e.value for kind in kinds for e in getattr(at, kind)]
     parts += [f"{m.label}={m.value}" for m in at.metric]
     return "\n".join(str(p) for p in parts)
 
@@ -155,3 +155,33 @@ def test_unreadable_store_is_reported_not_crashed(app_env, monkeypatch, tmp_path
     at = AppTest.from_file(APP, default_timeout=30).run()
     assert not at.exception
     assert "cannot be read right now" in at.error[0].value
+
+
+def test_live_generation_streams_and_judges(app_env, monkeypatch):
+    """The live flow without the model: a fake engine and stream stand in for the base model."""
+    from explorer import generate, ui
+
+    monkeypatch.setattr(ui, "engine", lambda checkpoints: "fake engine")
+    monkeypatch.setattr(generate, "stream", lambda *args: iter(["I'm sorry, ", "I can't help with that."]))
+    at = open_page("live")
+    at.radio[0].set_value("Pick one from a test suite").run()
+    at.selectbox[0].select("harmful").run()
+    at.button[0].click().run()
+    assert not at.exception
+    assert "I'm sorry, I can't help with that." in [t.value for t in at.text]
+    assert any("keyword judge: full refusal" in m.value for m in at.markdown)  # st.badge renders as markdown
+
+
+def test_live_generation_reports_a_prompt_too_long_for_the_model(app_env, monkeypatch):
+    from explorer import generate, ui
+
+    def too_long(*args):
+        raise generate.PromptTooLong("prompt 0 is 9000 tokens; shorten it")
+        yield  # a generator, like the real stream
+
+    monkeypatch.setattr(ui, "engine", lambda checkpoints: "fake engine")
+    monkeypatch.setattr(generate, "stream", too_long)
+    at = open_page("live")
+    at.text_area[0].input("hello").run()
+    at.button[0].click().run()
+    assert "Prompt too long for the model: prompt 0 is 9000 tokens" in at.error[0].value

@@ -41,7 +41,8 @@ def server(app_env):
     log = open(ARTIFACTS / "streamlit.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                              "--server.address", "localhost", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT, env=os.environ.copy(),
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=os.environ.copy(),
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://localhost:{port}"
     try:
@@ -65,8 +66,8 @@ def server(app_env):
 @pytest.fixture
 def page():
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's browser with `apt-get install -y chromium chromium-driver` "
-                    "to run the real-browser test")
+        pytest.skip(f"{CHROMIUM} is absent: install Debian's browser with "
+                    "`apt-get install -y chromium chromium-driver` to run the real-browser test")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

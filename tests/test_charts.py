@@ -9,8 +9,9 @@ from explorer import charts, metrics
 
 
 def table() -> pd.DataFrame:
-    rows = [("base", 0.0, 0.0, True, 0.8, 0.1), ("s0-h0", 0.0, 0.0, False, 0.7, 0.1), ("s0-h1", 0.0, 1.0, False, 0.9, 0.0),
-            ("s1-h0", 1.0, 0.0, False, 0.2, 0.6), ("s1-h1", 1.0, 1.0, False, 0.3, 0.7)]
+    rows = [("base", 0.0, 0.0, True, 0.8, 0.1), ("s0-h0", 0.0, 0.0, False, 0.7, 0.1),
+            ("s0-h1", 0.0, 1.0, False, 0.9, 0.0), ("s1-h0", 1.0, 0.0, False, 0.2, 0.6),
+            ("s1-h1", 1.0, 1.0, False, 0.3, 0.7)]
     df = pd.DataFrame(rows, columns=["checkpoint_id", "lambda_safe", "lambda_helpful", "is_base", "violation_rate",
                                      "over_refusal_rate"])
     for m in ("violation", "over_refusal"):
@@ -43,7 +44,8 @@ def test_frontier_statuses_and_layers():
     ring = [d for d in layer_data(chart, "point") if len(d) == 1]
     assert ring and ring[0]["checkpoint_id"].tolist() == ["s1-h0"]
     # interval bars: one horizontal (violation lo→hi) and one vertical (over-refusal lo→hi) rule layer
-    rules = [layer.encoding.to_dict() for layer in chart.layer if layer.mark == "rule" or getattr(layer.mark, "type", "") == "rule"]
+    rules = [layer.encoding.to_dict() for layer in chart.layer
+             if (layer.mark if isinstance(layer.mark, str) else layer.mark.type) == "rule"]
     assert any(r.get("x2", {}).get("field") == "violation_hi" for r in rules)
     assert any(r.get("y2", {}).get("field") == "over_refusal_hi" for r in rules)
 

@@ -28,7 +28,8 @@ def test_build_freezes_the_numbers(record, eval_db, tmp_path):
     m = record["metrics"]["violation"]
     assert (m["rate"], m["lo"], m["hi"], m["k"], m["n"]) == (row["violation_rate"], row["violation_lo"],
                                                              row["violation_hi"], row["violation_k"], row["n_harmful"])
-    assert record["deltas"]["violation_rate"] == pytest.approx(row["violation_rate"] - table.loc["base", "violation_rate"])
+    base_violation = table.loc["base", "violation_rate"]
+    assert record["deltas"]["violation_rate"] == pytest.approx(row["violation_rate"] - base_violation)
     assert {c["category"] for c in record["categories"]} >= {"weapons", "homonyms", "coding"}
     kinds = {f["flip"] for f in record["flips"]}
     assert kinds == set(record["flip_counts"]) and "newly refused (over-refusal)" in kinds
@@ -74,10 +75,12 @@ def test_tampering_is_flagged(record, eval_db, tmp_path, statement):
     assert "TAMPERED" in decisions.to_markdown(back)
 
 
-def test_markdown_export(record, tmp_path):
+def test_markdown_export(record, eval_db, tmp_path):
     record["flips"][0]["response"] = "Use ``` to open a code block"  # model output that would break a naive fence
-    d = decisions.save(record, tmp_path / "reviews.duckdb")
+    decisions.save(record, tmp_path / "reviews.duckdb")
+    [d] = decisions.load(eval_db, tmp_path / "reviews.duckdb")
     md = decisions.to_markdown(d)
+    assert md.index("| violation |") < md.index("| over refusal |") < md.index("| general refusal |")
     assert md.startswith(f"# Decision record #{d.id}: operating point `s1-h0`")
     assert "> Block weapons; accept more refusals.\n> Second line." in md
     assert d.content_hash in md and "Grace" in md and "| violation |" in md
@@ -91,7 +94,8 @@ def test_build_requires_rationale_and_author(eval_db, tmp_path, rationale, autho
     rv = tmp_path / "reviews.duckdb"
     table = queries.checkpoint_table("keyword", eval_db, reviews=rv)
     with pytest.raises(ConfigError, match=needle):
-        decisions.build(table, queries.outcomes("keyword", eval_db, reviews=rv), queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv), "s1-h0", "base",
+        decisions.build(table, queries.outcomes("keyword", eval_db, reviews=rv),
+                        queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv), "s1-h0", "base",
                         "keyword", "v", False, rationale, author)
 
 

@@ -64,7 +64,7 @@ st.caption("Rationale")
 st.text(d.record["rationale"])
 st.caption(f"Rates of {d.record['checkpoint_id']} and of the baseline {d.record['baseline_id']}")
 rates = pd.DataFrame({"this checkpoint": d.record["metrics"], "baseline": d.record["baseline_metrics"]})
-st.dataframe(rates.loc[list(d.record["metrics"])].rename(index=lambda k: k.replace("_", " ") + " rate")
+st.dataframe(rates.loc[[k for k in decisions.HEADLINE if k in rates.index]].rename(index=lambda k: k.replace("_", " ") + " rate")
              .map(lambda m: f"{ui.pct(m['rate'])} [{ui.pct(m['lo'])}–{ui.pct(m['hi'])}] ({m['k']}/{m['n']})"),
              width="stretch")
 with st.expander("Per-category table and sample flips (as frozen)"):

@@ -52,9 +52,9 @@ st.dataframe(
 
 if not shown.empty:
     st.subheader("Read one in full")
-    pick = st.selectbox("Prompt", shown["prompt_id"].tolist(),
-                        format_func=lambda p: f"{p}: {shown.set_index('prompt_id').loc[p, 'text'][:90]}")
-    r = shown.set_index("prompt_id").loc[pick]
+    by_id = shown.set_index("prompt_id")
+    pick = st.selectbox("Prompt", by_id.index.tolist(), format_func=lambda p: f"{p}: {by_id.loc[p, 'text'][:90]}")
+    r = by_id.loc[pick]
     st.text(r["text"])
     left, right = st.columns(2)
     for col, cid, side in ((left, a, "a"), (right, b, "b")):

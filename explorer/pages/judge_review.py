@@ -54,15 +54,19 @@ st.subheader("Relabel a response")
 st.write("If the judge got a response wrong, record the right label. Labels are kept with your name and the time; "
          "switch on **Human labels override the judge** in the sidebar to count them in every rate.")
 ids = table["checkpoint_id"].tolist()
-cid = st.selectbox("Checkpoint", ids, index=ids.index(ui.operating_point(table)), format_func=ui.checkpoint_label(table))
+cid = st.selectbox("Checkpoint", ids, index=ids.index(ui.operating_point(table)),
+                   format_func=ui.checkpoint_label(table))
 judged = ui.judged(cid)
-dis_ids = set(ui.judge_disagreements().query("checkpoint_id == @cid")["prompt_id"]) if len(ui.judge_versions()) > 1 else set()
+dis_ids = set()
+if len(ui.judge_versions()) > 1:
+    dis = ui.judge_disagreements()
+    dis_ids = set(dis.loc[dis["checkpoint_id"] == cid, "prompt_id"])
 if dis_ids and st.toggle("Only responses where the judges disagree", value=True):
     judged = judged[judged["prompt_id"].isin(dis_ids)]
-pick = st.selectbox("Response", judged["prompt_id"].tolist(),
-                    format_func=lambda p: f"{p} [{judged.set_index('prompt_id').loc[p, 'judge_label']}]: "
-                                          f"{judged.set_index('prompt_id').loc[p, 'text'][:90]}")
-r = judged.set_index("prompt_id").loc[pick]
+by_id = judged.set_index("prompt_id")
+pick = st.selectbox("Response", by_id.index.tolist(),
+                    format_func=lambda p: f"{p} [{by_id.loc[p, 'judge_label']}]: {by_id.loc[p, 'text'][:90]}")
+r = by_id.loc[pick]
 left, right = st.columns(2)
 left.caption(f"Prompt ({r['kind']}, {r['category']})")
 left.text(r["text"])

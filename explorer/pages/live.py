@@ -21,11 +21,10 @@ source = st.radio("Prompt", ["Type my own", "Pick one from a test suite"], horiz
 suite_prompts = ui.prompts() if source != "Type my own" else None
 if suite_prompts is not None and not suite_prompts.empty:
     kind = st.selectbox("Kind of prompt", sorted(suite_prompts["kind"].unique()))
-    pool = suite_prompts[suite_prompts["kind"] == kind]
-    pid = st.selectbox("Prompt from the suite", pool["id"].tolist(),
-                       format_func=lambda p: f"{p} ({pool.set_index('id').loc[p, 'category']}): "
-                                             f"{pool.set_index('id').loc[p, 'text'][:100]}")
-    prompt = pool.set_index("id").loc[pid, "text"]
+    pool = suite_prompts[suite_prompts["kind"] == kind].set_index("id")
+    pid = st.selectbox("Prompt from the suite", pool.index.tolist(),
+                       format_func=lambda p: f"{p} ({pool.loc[p, 'category']}): {pool.loc[p, 'text'][:100]}")
+    prompt = pool.loc[pid, "text"]
     st.text(prompt)
 else:
     if suite_prompts is not None:

@@ -1,0 +1,39 @@
+# Two commands for a new user: `make run` (set up + open the dashboard) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test bench sweep eval report clean-cache
+
+$(STAMP): requirements.txt requirements-data.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-data.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+	$(PY) -m explorer setup
+
+run: setup
+	$(PY) -m explorer app
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m explorer bench
+
+# Regenerate the shipped sweep (resumable: rerun after a kill), evaluate it, score the judges.
+sweep: setup
+	$(PY) -m explorer sweep --recipe configs/default.yaml
+	$(PY) -m explorer eval --recipe configs/default.yaml
+	$(PY) -m explorer judges
+	$(PY) -m explorer report
+
+report: setup
+	$(PY) -m explorer report
+
+clean-cache:
+	rm -rf .cache

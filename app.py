@@ -1,0 +1,36 @@
+"""Safety-tradeoff explorer: `streamlit run app.py` (or `python -m explorer app`).
+
+A thin router: the pages live in explorer/pages/, the shared resources and cached queries in
+explorer/ui.py, the charts in explorer/charts.py. The sidebar's judge and human-override choices
+apply to every page.
+"""
+import streamlit as st
+
+from explorer import ui
+from explorer.store import StoreError
+
+st.set_page_config(page_title="Safety trade-off explorer", page_icon=":material/balance:", layout="wide")
+
+PAGES = [
+    st.Page("explorer/pages/tradeoff_map.py", title="Trade-off map", icon=":material/scatter_plot:", default=True),
+    st.Page("explorer/pages/operating_point.py", title="Operating point", icon=":material/tune:"),
+    st.Page("explorer/pages/examples.py", title="Concrete examples", icon=":material/compare_arrows:"),
+    st.Page("explorer/pages/live.py", title="Live generation", icon=":material/chat:"),
+    st.Page("explorer/pages/judge_review.py", title="Judges", icon=":material/gavel:"),
+    st.Page("explorer/pages/decision_record.py", title="Decision record", icon=":material/assignment:"),
+]
+page = st.navigation(PAGES)
+
+try:
+    with st.sidebar:
+        judges = list(ui.judge_versions())
+        if judges:
+            st.selectbox("Judge", judges, index=judges.index(ui.default_judge(judges)), key="judge",
+                         help=ui.EXPLAIN["judge"])
+            st.toggle("Human labels override the judge", key="use_human",
+                      help="Where a reviewer relabelled a response (Judges page), count the reviewer's label instead "
+                           "of the judge's.")
+        st.caption(f"Store: `{ui.paths().eval_db.name}` · results refresh every {ui.TTL_S} s")
+    page.run()
+except StoreError as e:  # e.g. an evaluation holding the store for longer than the retry window
+    st.error(f"The results store cannot be read right now: {e}")

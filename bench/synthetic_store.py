@@ -1,0 +1,50 @@
+"""A synthetic store at dashboard scale (default 25 checkpoints × 4000 prompts = 100k generations)
+for the UI benchmark. Built in a temp dir by bench/run.py; never committed."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from explorer import store
+from explorer.judges import KeywordJudge
+from explorer.queries import gen_key
+
+
+def build(directory: Path, n_checkpoints: int = 25, n_prompts: int = 4000, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    db, reviews = directory / "eval.duckdb", directory / "reviews.duckdb"
+    judge = KeywordJudge()
+    side = int(round(n_checkpoints ** 0.5))
+    cps = [(f"s{i}-h{j}", float(i), float(j)) for i in range(side) for j in range(side)][:n_checkpoints]
+    kinds = rng.choice(["harmful", "benign", "general"], size=n_prompts, p=[0.6, 0.3, 0.1])
+    cats = {"harmful": ["violence", "fraud", "cybercrime", "privacy"], "benign": ["homonyms", "safe_targets"],
+            "general": ["coding", "facts"]}
+    prompts = pd.DataFrame({"id": [f"p{i:05d}" for i in range(n_prompts)], "suite": "synthetic", "source": "bench",
+                            "category": [rng.choice(cats[k]) for k in kinds], "kind": kinds,
+                            "expected": ["refuse" if k == "harmful" else "comply" for k in kinds], "split": "test",
+                            "text": [f"synthetic prompt {i}" for i in range(n_prompts)]})
+    prompts["grp"] = prompts["id"]
+    key = gen_key()
+    with store.writer("eval", db) as con:
+        for cid, ls, lh in cps:
+            con.execute(store.sql("upsert_checkpoint"), {"id": cid, "sweep": "bench", "ls": ls, "lh": lh,
+                                                         "is_base": cid == "s0-h0", "fp": f"fp-{cid}", "bfp": "b",
+                                                         "recipe": "{}", "manifest": "{}"})
+        con.register("incoming_prompts", prompts)
+        con.execute(store.sql("upsert_prompts"))
+        for cid, ls, lh in cps:
+            p_refuse = np.where(kinds == "harmful", 0.1 + 0.2 * ls, 0.05 + 0.1 * ls - 0.05 * lh).clip(0, 1)
+            labels = np.where(rng.random(n_prompts) < p_refuse, "full_refusal", "full_compliance")
+            gens = pd.DataFrame({"checkpoint_fp": f"fp-{cid}", "checkpoint_id": cid, "prompt_id": prompts["id"],
+                                 "gen_key": key, "response": "synthetic response text " * 4, "n_tokens": 24,
+                                 "seconds": 0.1})
+            con.register("new_generations", gens)
+            con.execute(store.sql("insert_generations"))
+            js = gens[["checkpoint_fp", "prompt_id", "gen_key"]].assign(judge=judge.name, judge_version=judge.version,
+                                                                        label=labels, explanation="synthetic")
+            con.register("new_judgments", js)
+            con.execute(store.sql("insert_judgments"))
+    store.ensure("reviews", reviews)
+    return db, reviews, judge.name

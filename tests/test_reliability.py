@@ -1,0 +1,106 @@
+"""Concurrency and security: sessions generating at once never mix adapters; the dashboard keeps
+reading while an evaluation writes; only safetensors are loaded; the app binds to localhost."""
+import dataclasses
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from explorer import store
+from explorer.generate import BASE_ID, generate_one
+from explorer.model import load_base
+
+from tiny import make_tiny_model, tiny_recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def multi_adapter_base(tmp_path_factory):
+    from peft import LoraConfig, get_peft_model
+
+    base = load_base(tiny_recipe(make_tiny_model(tmp_path_factory.mktemp("tiny"))).model, progress=False)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    model = get_peft_model(base.model, cfg, adapter_name="a")
+    for name in ("b", "c"):
+        model.add_adapter(name, cfg)
+    torch.manual_seed(0)
+    with torch.no_grad():  # make each adapter really change the output
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    model.eval()
+    return dataclasses.replace(base, model=model)
+
+
+def test_concurrent_sessions_never_mix_adapters(multi_adapter_base):
+    b = multi_adapter_base
+    prompt = "Tell me about the weather in Paris."
+    solo = {ck: generate_one(b, ck, prompt, 12) for ck in (BASE_ID, "a", "b", "c")}
+    assert len(set(solo.values())) == 4, "adapters must produce distinct outputs for this test to mean anything"
+    results, errors = [], []
+
+    def session(ck):
+        try:
+            for _ in range(3):
+                results.append((ck, generate_one(b, ck, prompt, 12)))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=session, args=(ck,)) for ck in (BASE_ID, "a", "b", "c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "deadlock: a session never finished"
+    assert not errors
+    assert len(results) == 12 and all(out == solo[ck] for ck, out in results)
+
+
+def test_dashboard_reads_while_evaluation_writes(tmp_path):
+    from explorer import queries
+
+    db, reviews = tmp_path / "eval.duckdb", tmp_path / "reviews.duckdb"
+    store.ensure("eval", db)
+    store.ensure("reviews", reviews)
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import sys; sys.path.insert(0, {str(ROOT)!r})
+import pandas as pd, time
+from explorer import store
+from pathlib import Path
+for i in range(40):
+    with store.writer('eval', Path({str(db)!r})) as con:
+        con.register('new_metrics', pd.DataFrame([dict(judge='j', judge_version=str(i), dataset='d', n_labels=i,
+                     agreement=0.5, kappa=0.1, confusion='{{}}')]))
+        con.execute(store.sql('insert_judge_metrics'))
+        time.sleep(0.02)
+print('done', flush=True)
+"""], stdout=subprocess.PIPE, text=True)
+    seen, t0 = [], time.monotonic()
+    while writer.poll() is None and time.monotonic() - t0 < 60:
+        seen.append(len(queries.judge_metrics(db, reviews)))
+    assert writer.wait(timeout=60) == 0
+    assert seen and all(b >= a for a, b in zip(seen, seen[1:]))  # only ever whole commits, growing
+    assert len(queries.judge_metrics(db, reviews)) == 40  # everything shows once committed
+
+
+def test_only_safetensors_are_loaded():
+    for f in list((ROOT / "explorer").rglob("*.py")) + [ROOT / "app.py"]:
+        src = f.read_text()
+        assert "import pickle" not in src and "joblib" not in src, f
+        for call in re.findall(r"torch\.load\([^)]*\)", src):
+            assert "weights_only=True" in call, f"{f}: {call}"
+        assert "use_safetensors=False" not in src and "safe_serialization=False" not in src, f
+
+
+def test_app_listens_on_localhost_by_default():
+    cfg = (ROOT / ".streamlit" / "config.toml").read_text()
+    assert re.search(r'^address\s*=\s*"localhost"', cfg, re.M)
+    from explorer.__main__ import build_parser
+
+    assert build_parser().parse_args(["app"]).address == "localhost"
