@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import store
 from .config import ConfigError, Recipe
-from .generate import BASE_ID, activate, generate_many
+from .generate import BASE_ID, activate, adapter_name, generate_many
 from .model import Base
 
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -91,10 +91,11 @@ def attach_adapters(base: Base, infos: list[CheckpointInfo]):
     model = base.model
     if not hasattr(model, "peft_config"):
         first = adapters[0]
-        model = PeftModel.from_pretrained(model, str(first.directory), adapter_name=first.id, is_trainable=False)
+        model = PeftModel.from_pretrained(model, str(first.directory), adapter_name=adapter_name(first.id),
+                                          is_trainable=False)
     for info in adapters:
-        if info.id not in model.peft_config:
-            model.load_adapter(str(info.directory), adapter_name=info.id, is_trainable=False)
+        if adapter_name(info.id) not in model.peft_config:
+            model.load_adapter(str(info.directory), adapter_name=adapter_name(info.id), is_trainable=False)
     model.eval()
     import dataclasses
 

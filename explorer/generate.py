@@ -44,6 +44,11 @@ def encode_chat(base: Base, prompts: Sequence[str], system: str | None, max_new_
     return {k: v.to(base.device) for k, v in enc.items()}
 
 
+def adapter_name(checkpoint: str) -> str:
+    """PEFT names adapters as module attributes: no dots ('s1-h0.3' → 's1-h0_3')."""
+    return checkpoint.replace(".", "_")
+
+
 def activate(model, checkpoint: str) -> None:
     """Point a PeftModel at one adapter (or at the bare base for BASE_ID)."""
     if not hasattr(model, "peft_config"):
@@ -53,10 +58,11 @@ def activate(model, checkpoint: str) -> None:
     if checkpoint == BASE_ID:
         model.base_model.disable_adapter_layers()
     else:
-        if checkpoint not in model.peft_config:
+        name = adapter_name(checkpoint)
+        if name not in model.peft_config:
             raise ConfigError(f"unknown checkpoint {checkpoint!r}; loaded: {', '.join(model.peft_config)}")
         model.base_model.enable_adapter_layers()
-        model.set_adapter(checkpoint)
+        model.set_adapter(name)
 
 
 @torch.inference_mode()

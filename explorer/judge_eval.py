@@ -87,7 +87,7 @@ def sample_for_labelling(db: Path, out: Path, per_checkpoint_kind: int = 40, see
     """Draw responses to label from a store of dev-split generations (never the test split, so the
     embedding judge never trains on the responses it later judges), balanced over checkpoints and
     prompt kinds; written without any judge output (see data/labels/GUIDE.md)."""
-    with store.reader(db, Path(db).with_name("reviews-unused.duckdb")) as con:
+    with store.reader(db) as con:
         df = con.execute(store.sql("labelling_pool")).df()
     df["_order"] = [hashlib.sha256(f"{seed}:{c}:{p}".encode()).hexdigest() for c, p in zip(df["checkpoint_id"], df["prompt_id"])]
     sample = (df.sort_values("_order").groupby(["checkpoint_id", "kind"], group_keys=False).head(per_checkpoint_kind)

@@ -126,7 +126,9 @@ def ensure(kind: str, path: Path | None = None) -> None:
 @contextmanager
 def reader(eval_path: Path | None = None, reviews_path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only view of both stores: tables of eval as ev.*, of reviews as rv.*."""
-    eval_path, reviews_path = Path(eval_path or EVAL_DB), Path(reviews_path or REVIEWS_DB)
+    # the reviews store lives next to its evaluation store unless given explicitly
+    reviews_path = Path(reviews_path or (Path(eval_path).with_name(REVIEWS_DB.name) if eval_path else REVIEWS_DB))
+    eval_path = Path(eval_path or EVAL_DB)
     for kind, p in (("eval", eval_path), ("reviews", reviews_path)):
         if not p.is_file():
             ensure(kind, p)

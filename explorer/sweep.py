@@ -88,57 +88,50 @@ def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = True, b
     return dirs
 
 
-def _ray_train_point(recipe_dict: dict, source: str, point: tuple[float, float], root: str) -> str:
-    """One grid point inside a Ray worker: loads its own base model and trains."""
+def _ray_train_point(recipe_dict: dict, point: tuple[float, float], root: str, pairs_dir: str) -> str:
+    """One grid point inside a Ray worker (its own process): loads its own base model and trains.
+    Pairs and reference log-probs come from the shared cache directory, built by whichever worker
+    gets there first (writes are atomic renames)."""
+    from . import pairs
     from .config import load_recipe
-
-    recipe = _recipe_from_dict(recipe_dict, source)
-    recipe = recipe.with_loss(lambda_safe=point[0], lambda_helpful=point[1])
     from .model import load_base
-    from .pairs import cached_pairs
     from .suites import load_prompts
     from .train import train_run
 
+    pairs.PAIRS_DIR = Path(pairs_dir)
+    recipe = load_recipe(None, overrides=recipe_dict).with_loss(lambda_safe=point[0], lambda_helpful=point[1])
     base = load_base(recipe.model, training=True, progress=False)
-    ps = cached_pairs(base, load_prompts(), recipe, progress=False)
+    ps = pairs.cached_pairs(base, load_prompts(), recipe, progress=False)
     d = sweep_dir(recipe, Path(root)) / Point(*point).run_id
     if not is_finished(d, ps.fingerprint):
         train_run(base, ps, recipe, d, progress=False)
-    del load_recipe
     return str(d)
 
 
-def _recipe_from_dict(d: dict, source: str) -> Recipe:
-    from .config import load_recipe
-
-    return load_recipe(None, overrides=d) if d else load_recipe(None)
-
-
 def run_sweep_ray(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = True) -> list[Path]:
-    """Each grid point a Ray task with 1 GPU (if present) or sweep.cpus_per_run CPUs."""
+    """Each grid point a Ray task with 1 GPU (if present) or sweep.cpus_per_run CPUs. Connects to the
+    cluster in RAY_ADDRESS if set, else starts a local one."""
     try:
         import ray
     except ImportError:
-        raise ConfigError("sweep.launcher is 'ray' but ray is not installed; pip install 'ray[default]' "
+        raise ConfigError("sweep.launcher is 'ray' but ray is not installed; pip install -r requirements-ray.txt "
                           "or use launcher: local") from None
+    import os
+
     import torch
 
+    from . import pairs
+
     if not ray.is_initialized():
-        ray.init(address="auto" if _ray_address() else None, include_dashboard=False, log_to_driver=False)
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
     resources = {"num_gpus": 1} if torch.cuda.is_available() else {"num_cpus": recipe.sweep.cpus_per_run}
     task = ray.remote(**resources)(_ray_train_point)
     out = sweep_dir(recipe, root)
     out.mkdir(parents=True, exist_ok=True)
     clean_partial(out)
-    rd = recipe.to_dict()
-    futures = [task.remote(rd, recipe.source, (p.lambda_safe, p.lambda_helpful), str(root)) for p in grid(recipe)]
+    futures = [task.remote(recipe.to_dict(), (p.lambda_safe, p.lambda_helpful), str(root), str(pairs.PAIRS_DIR))
+               for p in grid(recipe)]
     return [Path(p) for p in ray.get(futures)]
-
-
-def _ray_address() -> bool:
-    import os
-
-    return bool(os.environ.get("RAY_ADDRESS"))
 
 
 def dual_estimator(base, prompts, recipe: Recipe, n: int = 16):

@@ -186,3 +186,20 @@ def test_nan_loss_stops_without_checkpoint(tiny_dir, tmp_path, monkeypatch):
     with pytest.raises(train.TrainingDiverged, match="no checkpoint was written"):
         train.train_run(base, ps, r, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".run.tmp-*"))
+
+
+def test_ray_launcher_on_a_local_cluster(tiny_dir, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray", reason="ray not installed (pip install -r requirements-ray.txt)")
+    from explorer.sweep import run_sweep
+
+    monkeypatch.setattr(pairs, "PAIRS_DIR", tmp_path / "pairs")
+    recipe = tiny_recipe(tiny_dir, name="tiny-ray", sweep={"launcher": "ray", "cpus_per_run": 1,
+                                                           "lambda_safe": [0.0, 1.0], "lambda_helpful": [1.0]})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}})
+    try:
+        dirs = run_sweep(recipe, root=tmp_path / "checkpoints", progress=False)
+    finally:
+        ray.shutdown()
+    assert sorted(d.name for d in dirs) == ["s0-h1", "s1-h1"]
+    assert all((d / "manifest.json").is_file() for d in dirs)
