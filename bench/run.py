@@ -71,7 +71,6 @@ def bench_live(res: dict) -> None:
                                  pad_token_id=engine.tokenizer.pad_token_id)
 
     t_naive = _timed(naive, 2)
-    del fp32
 
     first = []
 

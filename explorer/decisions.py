@@ -9,6 +9,7 @@ and a record whose content no longer matches its hash is flagged `tampered`.
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import dataclass
@@ -144,10 +145,11 @@ def to_markdown(d: StoredDecision) -> str:
              f"- **λ_safe** = {r['lambda_safe']:g}, **λ_helpful** = {r['lambda_helpful']:g}",
              f"- **Judge**: {r['judge']} ({r['judge_version']}); human labels override: "
              f"{'yes' if r['human_labels_override'] else 'no'}; split: {r['split']}",
-             f"- **Author**: {r['author']}; **created** {r['created_at']} UTC",
+             f"- **Author**: {html.escape(r['author'])}; **created** {r['created_at']} UTC",
              f"- **Content hash** (sha256): `{d.content_hash}`" + ("  **TAMPERED: content does not match the hash**"
                                                                    if d.tampered else ""), "",
-             "## Rationale", "", *[f"> {line}" for line in r["rationale"].splitlines()], "",
+             # user text is escaped: a Markdown viewer must show it, never run it as HTML
+             "## Rationale", "", *[f"> {html.escape(line)}" for line in r["rationale"].splitlines()], "",
              f"## Rates (baseline: `{r['baseline_id']}`)", "",
              "Rates are shares of prompts; the 95% interval is the range the true rate plausibly lies in given how "
              "few prompts were tested (Wilson score interval).", "",

@@ -12,13 +12,13 @@ import importlib.util
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .atomic import atomic_directory, stale_temps
 from .config import ROOT, ConfigError, ModelConfig
 
 DEFAULT_BASE = "smollm2-135m"
@@ -88,11 +88,9 @@ def convert_gguf(gguf: Path, dest: Path, progress: bool = True) -> Path:
     same parent and renamed, so a killed conversion leaves no cache that a later load would trust."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    for stale in dest.parent.glob(dest.name + ".tmp-*"):  # left by a killed conversion
+    for stale in stale_temps(dest):  # left by a killed conversion
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".tmp-", dir=dest.parent))
-    try:
+    with atomic_directory(dest) as tmp:
         steps = ["tokenizer", "weights (dequantise)", "save safetensors"]
         bar = _progress(len(steps), "converting GGUF → safetensors cache", progress)
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -108,12 +106,6 @@ def convert_gguf(gguf: Path, dest: Path, progress: bool = True) -> Path:
         (tmp / "explorer_base.json").write_text(json.dumps({"gguf": gguf.name, "gguf_sha256": file_sha256(gguf)}))
         bar.update(1)
         bar.close()
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

@@ -48,7 +48,7 @@ def is_finished(run_dir: Path, pairs_fingerprint: str | None = None) -> bool:
 def clean_partial(directory: Path) -> list[Path]:
     """Remove temp dirs left by a killed run (they were never renamed, so nothing loads them)."""
     removed = []
-    for tmp in directory.glob(".*.tmp-*"):
+    for tmp in directory.glob(".*.tmp-*"):  # see atomic.py
         shutil.rmtree(tmp, ignore_errors=True)
         removed.append(tmp)
     return removed

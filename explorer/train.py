@@ -10,11 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
-import shutil
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from .atomic import atomic_directory
 from .config import ROOT, ConfigError, Recipe
 from .losses import IGNORE_INDEX, helpful_loss, lm_loss, safe_loss, sequence_logps, total_loss
 from .model import Base, chat_prompt
@@ -202,7 +200,6 @@ def train_run(base: Base, ps: PairSet, recipe: Recipe, out_dir: Path, ref: dict 
     estimate v̂ and λ_safe follows log λ ← log λ + η·(v̂ − ε) (Safe RLHF keeps λ in log space).
     """
     from peft import LoraConfig as PeftLoraConfig, get_peft_model
-    from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
@@ -296,9 +293,7 @@ def save_checkpoint(peft_model, manifest: dict, out_dir: Path) -> None:
     """Adapter (fp16 safetensors) + manifest + model card into a temp dir, then one rename."""
     from safetensors.torch import load_file, save_file
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as tmp:
         peft_model.save_pretrained(tmp, safe_serialization=True)
         weights = load_file(str(tmp / ADAPTER_FILE))
         # fp16 storage halves the adapter; it is upcast to the model's dtype on load
@@ -307,12 +302,6 @@ def save_checkpoint(peft_model, manifest: dict, out_dir: Path) -> None:
         manifest = {**manifest, "adapter_sha256": adapter_digest(tmp / ADAPTER_FILE)}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         (tmp / "README.md").write_text(model_card(manifest))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def adapter_digest(path: Path) -> str:

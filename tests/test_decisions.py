@@ -106,3 +106,21 @@ def test_unknown_checkpoint_is_an_error(eval_db, tmp_path):
         decisions.build(table, queries.outcomes("keyword", eval_db, reviews=rv),
                         queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv), "s9-h9", "base", "keyword",
                         "v", False, "why", "me")
+
+
+def test_user_text_is_escaped_in_the_export(eval_db, tmp_path):
+    rv = tmp_path / "reviews.duckdb"
+    table = queries.checkpoint_table("keyword", eval_db, reviews=rv)
+    out = queries.outcomes("keyword", eval_db, reviews=rv)
+    resp = queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv)
+    rec = decisions.build(table, out, resp, "s1-h0", "base", "keyword", "kw-x", False,
+                          "<script>alert(1)</script> trade-off", "<b>Eve</b>", now=NOW)
+    md = decisions.to_markdown(decisions.save(rec, rv))
+    assert "<script>" not in md and "&lt;script&gt;" in md and "<b>Eve</b>" not in md
+
+
+def test_no_page_renders_raw_html():
+    from pathlib import Path
+
+    for f in [*Path("explorer").rglob("*.py"), Path("app.py")]:
+        assert "unsafe_allow_html=True" not in f.read_text(), f

@@ -1,8 +1,6 @@
 """The pipeline end to end on a tiny random Llama: one training step, a 2×2 sweep killed and resumed,
 an evaluation killed and resumed, the any-HF-model path and the GGUF → safetensors cache."""
-import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -130,12 +128,19 @@ def test_sweep_killed_and_resumed_matches_uninterrupted(tiny_dir, tmp_path, refe
     assert not list(root.glob(".*tmp*"))
 
 
-def test_eval_killed_and_resumed_counts_each_row_once(tiny_dir, tmp_path, reference_sweep):
+@pytest.mark.parametrize("kill_after_commits", [1, 3])
+def test_eval_killed_and_resumed_counts_each_row_once(tiny_dir, tmp_path, reference_sweep, kill_after_commits):
     import shutil
 
     shutil.copytree(reference_sweep / "checkpoints", tmp_path / "checkpoints")
     shutil.copytree(reference_sweep / "pairs", tmp_path / "pairs")
-    rc, _ = _run("eval", tiny_dir, tmp_path, kill_after=lambda l: l == "committed")
+    seen = []
+
+    def kill(line):
+        seen.append(line == "committed")
+        return sum(seen) >= kill_after_commits
+
+    rc, _ = _run("eval", tiny_dir, tmp_path, kill_after=kill)
     assert rc == -signal.SIGKILL
     rc, lines = _run("eval", tiny_dir, tmp_path)
     assert rc == 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from explorer.config import Recipe, load_recipe, parse_overrides
+from explorer.config import Recipe, load_recipe
 from explorer.model import ModelConfig, provision
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")

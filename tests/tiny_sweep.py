@@ -22,7 +22,6 @@ if mode == "sweep":
         kw["on_step"] = lambda s, rec: print(f"step {out.name} {s}", flush=True)
         return original(base, ps, r, out, **kw)
 
-    import explorer.sweep as sw
     train.train_run = noisy
     run_sweep(recipe, root=work / "checkpoints", progress=False)
     print("done", flush=True)
