@@ -116,9 +116,10 @@ def cmd_eval(args) -> int:
         infos = [i for i in infos if i.id in set(args.only)]
     db = Path(args.db) if args.db else None
     register(infos, prompts, recipe.sweep.name, db)
-    out = evaluate(base, infos, prompts, recipe, judges, db)
+    engine = attach_adapters(base, infos)  # one model, every adapter attached and switched by name
+    out = evaluate(engine, infos, prompts, recipe, judges, db)
     if not args.suite_file:
-        capability(attach_adapters(base, infos), infos, recipe, db)
+        capability(engine, infos, recipe, db)
     print(f"evaluated {len(infos)} checkpoints × {len(prompts)} prompts: {out['generated']} new generations, "
           f"{out['judged']} new judgments → {db or store.EVAL_DB}")
     return 0

@@ -89,7 +89,7 @@ def attach_adapters(base: Base, infos: list[CheckpointInfo]):
     if not adapters:
         return base
     model = base.model
-    if not hasattr(model, "peft_config"):
+    if not isinstance(model, PeftModel):
         first = adapters[0]
         model = PeftModel.from_pretrained(model, str(first.directory), adapter_name=adapter_name(first.id),
                                           is_trainable=False)
@@ -115,9 +115,10 @@ def register(infos: list[CheckpointInfo], prompts: pd.DataFrame, sweep: str, db:
         con.unregister("incoming_prompts")
 
 
-def evaluate(base: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe, judges: list,
+def evaluate(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe, judges: list,
              db: Path | None = None, progress: bool = True, batch_commit: int | None = None) -> dict:
-    """Generate what is missing, then judge what is unjudged. Returns counts of new rows."""
+    """Generate what is missing, then judge what is unjudged. Returns counts of new rows.
+    `engine` is the base model with the checkpoints' adapters attached (attach_adapters)."""
     from tqdm.auto import tqdm
 
     key = gen_key(recipe)
@@ -127,7 +128,6 @@ def evaluate(base: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, rec
         todo = {i.id: missing_prompts(con, i.fingerprint, key, ids) for i in infos}
     total = sum(len(v) for v in todo.values())
     bar = tqdm(total=total, desc="eval: generating", disable=not progress)
-    engine = attach_adapters(base, infos) if total else base
     new_gen = 0
     chunk = batch_commit or recipe.eval.batch_size * 2
     for info in infos:

@@ -48,5 +48,6 @@ elif mode == "eval":
         print("committed", flush=True)
 
     store.writer = noisy_writer
-    evaluate.evaluate(base, infos, prompts, recipe, [KeywordJudge()], db, progress=False, batch_commit=4)
+    engine = evaluate.attach_adapters(base, infos)
+    evaluate.evaluate(engine, infos, prompts, recipe, [KeywordJudge()], db, progress=False, batch_commit=4)
     print("done", flush=True)
