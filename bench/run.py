@@ -255,6 +255,7 @@ def main(only: list[str] | None = None) -> int:
     print(f"\n{'figure':28s} {'value':>12s}  target")
     for k, target in TARGETS.items():
         v = res.get(k)
-        print(f"{k:28s} {v if v is None else format(v, '12.3f'):>12}  {target}")
+        shown = "n/a" if v is None else format(v, "12.3f")
+        print(f"{k:28s} {shown:>12}  {target}")
     print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
     return 0
