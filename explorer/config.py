@@ -109,6 +109,8 @@ _SECTION_CLASSES = {"model": ModelConfig, "lora": LoraConfig, "loss": LossConfig
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
     """Coerce a YAML/CLI value to the type of the dataclass default."""
+    if value is None and default is None:  # optional fields (e.g. sweep.target_violation) stay unset
+        return None
     if isinstance(default, tuple):
         if not isinstance(value, (list, tuple)):
             value = [value]

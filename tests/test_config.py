@@ -60,3 +60,9 @@ def test_recipe_is_frozen():
     with pytest.raises(Exception):
         r.loss.beta = 1.0  # type: ignore[misc]
     assert math.isclose(r.with_loss(lambda_safe=2.0).loss.lambda_safe, 2.0)
+
+
+def test_resolved_recipe_round_trips():
+    # the Ray launcher ships the resolved recipe to workers as a dict
+    r = load_recipe("configs/default.yaml")
+    assert load_recipe(None, r.to_dict()).to_dict() == r.to_dict()
