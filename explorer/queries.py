@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -14,14 +15,20 @@ from .config import ROOT, load_recipe
 DEFAULT_SPLIT = "test"
 
 
+@lru_cache(maxsize=1)
+def _default_recipe():
+    # read once per process: every dashboard query needs the judge and generation key it names
+    return load_recipe(ROOT / "configs" / "default.yaml")
+
+
 def default_judge() -> str:
-    return load_recipe(ROOT / "configs" / "default.yaml").eval.primary_judge
+    return _default_recipe().eval.primary_judge
 
 
 def gen_key() -> str:
     from .evaluate import gen_key as key
 
-    return key(load_recipe(ROOT / "configs" / "default.yaml"))
+    return key(_default_recipe())
 
 
 def judge_versions(db: Path | None = None, reviews: Path | None = None) -> dict[str, str]:

@@ -239,6 +239,15 @@ def checkpoint_label(table: pd.DataFrame):
     return fmt
 
 
+def checkpoint_pair(table: pd.DataFrame, labels: tuple[str, str], defaults: tuple[str, str]) -> tuple[str, str]:
+    """Two checkpoint pickers side by side (labelled with their λs), starting at the given ids."""
+    ids = table["checkpoint_id"].tolist()
+    fmt = checkpoint_label(table)
+    left, right = (col.selectbox(lab, ids, index=ids.index(d), format_func=fmt)
+                   for col, lab, d in zip(st.columns(2), labels, defaults))
+    return left, right
+
+
 def operating_point(table: pd.DataFrame) -> str:
     """The checkpoint chosen on the Operating point page (remembered across pages); until then the most
     helpful trained checkpoint under the default ceiling ε, else the first one."""

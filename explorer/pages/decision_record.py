@@ -10,11 +10,8 @@ st.write("Write down which checkpoint we would ship and why. Saving freezes its 
          "per-category table and a sample of concrete flips against the baseline. Records are never edited or "
          "deleted, and each carries a content hash that is checked every time it is read.")
 table = ui.require(ui.checkpoint_table())
-ids = table["checkpoint_id"].tolist()
-label = ui.checkpoint_label(table)
-left, right = st.columns(2)
-cid = left.selectbox("Operating point", ids, index=ids.index(ui.operating_point(table)), format_func=label)
-base_id = right.selectbox("Baseline to compare against", ids, index=ids.index(ui.baseline(table)), format_func=label)
+cid, base_id = ui.checkpoint_pair(table, ("Operating point", "Baseline to compare against"),
+                                  (ui.operating_point(table), ui.baseline(table)))
 row = table.set_index("checkpoint_id").loc[cid]
 for col, key in zip(st.columns(3), ui.RATES):
     col.metric(ui.RATES[key], ui.pct(row[f"{key}_rate"]), help=ui.EXPLAIN[key])

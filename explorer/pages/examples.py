@@ -14,12 +14,8 @@ st.title("Concrete examples")
 st.write("Rates hide the prompts behind them. Here are the prompts whose outcome changes when you move from "
          "checkpoint A to checkpoint B, with both responses side by side.")
 table = ui.require(ui.checkpoint_table())
-ids = table["checkpoint_id"].tolist()
-label = ui.checkpoint_label(table)
-left, right = st.columns(2)
-a = left.selectbox("From checkpoint A (baseline)", ids, index=ids.index(ui.baseline(table)), format_func=label)
-b = right.selectbox("To checkpoint B (operating point)", ids, index=ids.index(ui.operating_point(table)),
-                    format_func=label)
+a, b = ui.checkpoint_pair(table, ("From checkpoint A (baseline)", "To checkpoint B (operating point)"),
+                         (ui.baseline(table), ui.operating_point(table)))
 if a == b:
     st.info("Pick two different checkpoints to see what changes between them.")
     st.stop()
