@@ -30,7 +30,7 @@ try:
             st.toggle("Human labels override the judge", key="use_human",
                       help="Where a reviewer relabelled a response (Judges page), count the reviewer's label instead "
                            "of the judge's.")
-        st.caption(f"Store: `{ui.paths().eval_db.name}` · results refresh every {ui.TTL_S} s")
+        st.caption(f"Store: `{ui.paths().eval_db.name}` · new results show on the next interaction after they commit")
     page.run()
 except StoreError as e:  # e.g. an evaluation holding the store for longer than the retry window
     st.error(f"The results store cannot be read right now: {e}")

@@ -158,6 +158,24 @@ def reader(eval_path: Path | None = None, reviews_path: Path | None = None) -> I
 _ATTACH_SQL = {"ev": "attach ? as ev (read_only)", "rv": "attach ? as rv (read_only)"}
 
 
+def stamp(eval_path: Path | None = None, reviews_path: Path | None = None) -> tuple:
+    """The state of both store files (size and mtime of each file and of its write-ahead log): every
+    commit changes it, and reading it costs four stat calls. The dashboard keys its cached query
+    results on it, so a slider change reruns no SQL while nothing was written, and a commit is seen on
+    the next rerun."""
+    reviews_path = Path(reviews_path or (Path(eval_path).with_name(REVIEWS_DB.name) if eval_path else REVIEWS_DB))
+    eval_path = Path(eval_path or EVAL_DB)
+    out = []
+    for p in (eval_path, reviews_path, eval_path.with_name(eval_path.name + ".wal"),
+              reviews_path.with_name(reviews_path.name + ".wal")):
+        try:
+            st = p.stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except FileNotFoundError:
+            out.append(None)
+    return tuple(out)
+
+
 def query(name: str, params: dict | list | None = None, eval_path: Path | None = None,
           reviews_path: Path | None = None) -> pd.DataFrame:
     """Run explorer/sql/<name>.sql against both stores with bound parameters → DataFrame."""

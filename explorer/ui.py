@@ -5,7 +5,9 @@ Paths come from the environment on every call (EXPLORER_DB, EXPLORER_REVIEWS_DB,
 EXPLORER_CHECKPOINTS), so tests can point the app at a temporary store; cached queries take the paths
 as arguments, so two stores never share a cache entry. Every query opens and closes its own DuckDB
 connection (explorer.store): nothing holds a connection across reruns, and an evaluation can write
-while the dashboard is open; its rows show up within TTL_S seconds.
+while the dashboard is open. Cached results are keyed on the store's stamp (sizes and mtimes of its
+files, store.stamp): a slider change reruns no SQL while nothing was written, and a commit shows on
+the next rerun.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import streamlit as st
 from . import metrics, queries, store
 from .config import ROOT, ConfigError
 
-TTL_S = 10
+CACHE_ENTRIES = 64  # per cached query: stamps × judges × checkpoint pairs; old stamps age out
 DEFAULT_EPSILON = 0.25  # the ceiling on violation rate the map starts at
 NO_DATA = "No evaluation yet: run `python -m explorer eval` (after training a sweep), then reload this page."
 EXPLAIN = {
@@ -52,40 +54,59 @@ def paths() -> Paths:
 
 
 # ---------------------------------------------------------------- cached queries
+# Each takes the store's stamp as its first argument only to key the cache: a new commit, a new entry.
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _judge_versions(db: Path, rv: Path) -> dict[str, str]:
+def _cached(fn):
+    return st.cache_data(max_entries=CACHE_ENTRIES, show_spinner=False)(fn)
+
+
+@_cached
+def _judge_versions(stamp: tuple, db: Path, rv: Path) -> dict[str, str]:
     return queries.judge_versions(db, rv)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _checkpoint_table(judge: str, use_human: bool, db: Path, rv: Path) -> pd.DataFrame:
+@_cached
+def _checkpoint_table(stamp: tuple, judge: str, use_human: bool, db: Path, rv: Path) -> pd.DataFrame:
     return queries.checkpoint_table(judge, db, use_human=use_human, reviews=rv)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _outcomes(judge: str, use_human: bool, db: Path, rv: Path) -> pd.DataFrame:
+@_cached
+def _outcomes(stamp: tuple, judge: str, use_human: bool, db: Path, rv: Path) -> pd.DataFrame:
     return queries.outcomes(judge, db, use_human=use_human, reviews=rv)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _responses(a: str, b: str, judge: str, db: Path, rv: Path) -> pd.DataFrame:
+@_cached
+def _responses(stamp: tuple, a: str, b: str, judge: str, db: Path, rv: Path) -> pd.DataFrame:
     return queries.responses(a, b, judge, db, reviews=rv)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _prompts(db: Path, rv: Path) -> pd.DataFrame:
+@_cached
+def _prompts(stamp: tuple, db: Path, rv: Path) -> pd.DataFrame:
     return queries.prompts(db, reviews=rv)
 
 
-@st.cache_data(ttl=TTL_S, show_spinner=False)
-def _judge_metrics(db: Path, rv: Path) -> pd.DataFrame:
+@_cached
+def _judge_metrics(stamp: tuple, db: Path, rv: Path) -> pd.DataFrame:
     return queries.judge_metrics(db, rv)
 
 
-def judge_versions() -> dict[str, str]:
+@_cached
+def _human_labels(stamp: tuple, db: Path, rv: Path) -> pd.DataFrame:
+    return queries.human_labels(db, rv)
+
+
+@_cached
+def _judge_disagreements(stamp: tuple, db: Path, rv: Path) -> pd.DataFrame:
+    return queries.judge_disagreements(db, reviews=rv)
+
+
+def _store() -> tuple[tuple, Path, Path]:
     p = paths()
-    return _judge_versions(p.eval_db, p.reviews_db)
+    return store.stamp(p.eval_db, p.reviews_db), p.eval_db, p.reviews_db
+
+
+def judge_versions() -> dict[str, str]:
+    return _judge_versions(*_store())
 
 
 def selection() -> tuple[str, bool]:
@@ -103,19 +124,19 @@ def default_judge(available: list[str]) -> str | None:
 
 
 def checkpoint_table() -> pd.DataFrame:
-    p, (judge, human) = paths(), selection()
-    return _checkpoint_table(judge, human, p.eval_db, p.reviews_db)
+    (judge, human), (stamp, db, rv) = selection(), _store()
+    return _checkpoint_table(stamp, judge, human, db, rv)
 
 
 def outcomes() -> pd.DataFrame:
-    p, (judge, human) = paths(), selection()
-    return _outcomes(judge, human, p.eval_db, p.reviews_db)
+    (judge, human), (stamp, db, rv) = selection(), _store()
+    return _outcomes(stamp, judge, human, db, rv)
 
 
 def responses(a: str, b: str) -> pd.DataFrame:
     """Both checkpoints' responses, labelled by the selected judge (human overrides are applied on top)."""
-    p, (judge, human) = paths(), selection()
-    df = _responses(a, b, judge, p.eval_db, p.reviews_db)
+    (judge, human), (stamp, db, rv) = selection(), _store()
+    df = _responses(stamp, a, b, judge, db, rv)
     if human and not df.empty:
         keys = ["checkpoint_id", "prompt_id"]
         latest = human_labels().drop_duplicates(keys).set_index(keys)  # newest first: the label that counts
@@ -128,8 +149,8 @@ def responses(a: str, b: str) -> pd.DataFrame:
 
 def judged(checkpoint_id: str) -> pd.DataFrame:
     """One checkpoint's responses with the selected judge's label and the newest human label, if any."""
-    p, (judge, _) = paths(), selection()
-    df = _responses(checkpoint_id, checkpoint_id, judge, p.eval_db, p.reviews_db)
+    (judge, _), (stamp, db, rv) = selection(), _store()
+    df = _responses(stamp, checkpoint_id, checkpoint_id, judge, db, rv)
     df = df.rename(columns={"response_a": "response", "label_a": "judge_label"})[
         ["prompt_id", "suite", "category", "kind", "text", "response", "judge_label"]]
     human = human_labels()
@@ -139,28 +160,19 @@ def judged(checkpoint_id: str) -> pd.DataFrame:
 
 
 def judge_disagreements() -> pd.DataFrame:
-    p = paths()  # not cached: shows the human labels just saved
-    return queries.judge_disagreements(p.eval_db, reviews=p.reviews_db)
+    return _judge_disagreements(*_store())
 
 
 def prompts() -> pd.DataFrame:
-    p = paths()
-    return _prompts(p.eval_db, p.reviews_db)
+    return _prompts(*_store())
 
 
 def judge_metrics() -> pd.DataFrame:
-    p = paths()
-    return _judge_metrics(p.eval_db, p.reviews_db)
+    return _judge_metrics(*_store())
 
 
 def human_labels() -> pd.DataFrame:
-    p = paths()  # not cached: a reviewer must see their own label at once
-    return queries.human_labels(p.eval_db, p.reviews_db)
-
-
-def written() -> None:
-    """After a write to the reviews store: drop cached query results so every page sees it."""
-    st.cache_data.clear()
+    return _human_labels(*_store())  # a saved label changes the stamp: seen at once
 
 
 # ---------------------------------------------------------------- models (live page only)
@@ -179,13 +191,12 @@ def live_checkpoints() -> dict[str, str]:
 
 @st.cache_resource(show_spinner="Loading the base model and every adapter (once per server)…")
 def engine(checkpoints: Path):
-    """The base model with every adapter attached, shared by all sessions (switched under a lock)."""
+    """The live engine (llama.cpp when installed, else PyTorch; explorer/live.py) with every adapter
+    loaded, shared by all sessions: requests are serialised inside it."""
+    from . import live
     from .config import load_recipe
-    from .evaluate import attach_adapters, discover
-    from .model import load_base
 
-    base = load_base(load_recipe(ROOT / "configs" / "default.yaml").model, progress=False)
-    return attach_adapters(base, discover(checkpoints, base))
+    return live.load(checkpoints, load_recipe(ROOT / "configs" / "default.yaml").model)
 
 
 @st.cache_resource(show_spinner=False)

@@ -157,12 +157,18 @@ def test_unreadable_store_is_reported_not_crashed(app_env, monkeypatch, tmp_path
     assert "cannot be read right now" in at.error[0].value
 
 
+class FakeEngine:
+    backend = "a fake engine"
+
+    def __init__(self, stream):
+        self.stream = stream
+
+
 def test_live_generation_streams_and_judges(app_env, monkeypatch):
     """The live flow without the model: a fake engine and stream stand in for the base model."""
-    from explorer import generate, ui
+    from explorer import ui
 
-    monkeypatch.setattr(ui, "engine", lambda checkpoints: "fake engine")
-    monkeypatch.setattr(generate, "stream", lambda *args: iter(["I'm sorry, ", "I can't help with that."]))
+    monkeypatch.setattr(ui, "engine", lambda checkpoints: FakeEngine(lambda *a: iter(["I'm sorry, ", "I can't help with that."])))
     at = open_page("live")
     at.radio[0].set_value("Pick one from a test suite").run()
     at.selectbox[0].select("harmful").run()
@@ -179,8 +185,7 @@ def test_live_generation_reports_a_prompt_too_long_for_the_model(app_env, monkey
         raise generate.PromptTooLong("prompt 0 is 9000 tokens; shorten it")
         yield  # a generator, like the real stream
 
-    monkeypatch.setattr(ui, "engine", lambda checkpoints: "fake engine")
-    monkeypatch.setattr(generate, "stream", too_long)
+    monkeypatch.setattr(ui, "engine", lambda checkpoints: FakeEngine(too_long))
     at = open_page("live")
     at.text_area[0].input("hello").run()
     at.button[0].click().run()

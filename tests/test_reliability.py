@@ -62,6 +62,35 @@ def test_concurrent_sessions_never_mix_adapters(multi_adapter_base):
     assert len(results) == 12 and all(out == solo[ck] for ck, out in results)
 
 
+def test_fast_adapter_switch_equals_peft_switching(multi_adapter_base):
+    """generate.activate sets only the flags LoRA layers read in forward(); the logits must equal those
+    after PEFT's own set_adapter / disable_adapter, for every adapter and in any order."""
+    from explorer.generate import activate, encode_chat
+
+    b = multi_adapter_base
+    enc = encode_chat(b, ["Tell me about the weather in Paris."], None, 8)
+
+    def logits():
+        with torch.inference_mode():
+            return b.model(**enc).logits
+
+    for ck in ("b", BASE_ID, "a", "c", "a"):
+        activate(b.model, ck)
+        fast = logits()
+        if ck == BASE_ID:
+            with b.model.disable_adapter():
+                reference = logits()
+        else:
+            b.model.base_model.enable_adapter_layers()
+            b.model.set_adapter(ck)
+            reference = logits()
+        torch.testing.assert_close(fast, reference, rtol=0, atol=0)
+    activate(b.model, "a")
+    a_out = logits()
+    activate(b.model, "c")
+    assert not torch.equal(a_out, logits()), "switching must change the output for this test to mean anything"
+
+
 def test_dashboard_reads_while_evaluation_writes(tmp_path):
     from explorer import queries
 

@@ -85,7 +85,6 @@ with st.form("relabel", clear_on_submit=False):
         except ConfigError as e:
             st.error(str(e))
         else:
-            ui.written()
             st.success(f"Saved: {cid} / {pick} is {label.replace('_', ' ')} (by {reviewer.strip()}).")
 
 labels = ui.human_labels()

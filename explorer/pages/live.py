@@ -59,7 +59,7 @@ if st.button("Generate", type="primary", disabled=not chosen):
         col.markdown(f"**{options[cid]}**")
         box, text = col.container(border=True).empty(), ""
         try:
-            for piece in generate.stream(engine, cid, prompt, max_new):
+            for piece in engine.stream(cid, prompt, max_new):
                 text += piece
                 box.text(text + " ▌")
         except generate.PromptTooLong as e:
@@ -79,8 +79,7 @@ if st.button("Generate", type="primary", disabled=not chosen):
         show_verdicts(col, verdicts)
         results.append((cid, text.strip(), verdicts))
     st.session_state["live"] = {"prompt": prompt, "results": results}
-    for note in notes:
-        st.caption(note)
+    st.caption(f"Served by {engine.backend}." + "".join(f" {n}." for n in notes))
 elif live := st.session_state.get("live"):
     st.caption("Last answers (generate again to refresh):")
     st.text(live["prompt"])

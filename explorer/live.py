@@ -1,0 +1,69 @@
+"""The engine behind the live view: llama.cpp when it is installed and the base is the default GGUF
+(fast at batch 1, explorer/llamacpp.py), else PyTorch with every adapter attached (generate.py).
+
+Both answer `stream(checkpoint, prompt, max_new_tokens)` greedily and serialise requests, so any
+number of dashboard sessions can share one engine. EXPLORER_LIVE_BACKEND=torch|llamacpp forces one.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from . import llamacpp
+from .config import ConfigError, ModelConfig
+from .generate import stream
+from .model import DEFAULT_BASE, Base
+
+BACKENDS = ("auto", "llamacpp", "torch")
+LLAMACPP_PIN = "llama-cpp-python==0.3.36"
+
+
+@dataclass(frozen=True)
+class TorchLive:
+    base: Base
+    backend: str = "PyTorch"
+
+    def stream(self, checkpoint: str, prompt: str, max_new_tokens: int = 128, system: str | None = None,
+               min_new_tokens: int = 0) -> Iterator[str]:
+        return stream(self.base, checkpoint, prompt, max_new_tokens, system, min_new_tokens=min_new_tokens)
+
+
+def choose_backend(cfg: ModelConfig, requested: str | None = None) -> str:
+    requested = requested or os.environ.get("EXPLORER_LIVE_BACKEND", "auto")
+    if requested not in BACKENDS:
+        raise ConfigError(f"live backend {requested!r} is not one of {', '.join(BACKENDS)} "
+                          "(set EXPLORER_LIVE_BACKEND accordingly)")
+    if requested == "llamacpp":
+        if not llamacpp.available():
+            raise ConfigError(f"the llama.cpp live backend needs llama-cpp-python: pip install {LLAMACPP_PIN} "
+                              "(~8 min to compile), or set EXPLORER_LIVE_BACKEND=torch")
+        if cfg.base_model != DEFAULT_BASE:
+            raise ConfigError(f"the llama.cpp live backend serves the default GGUF base only, not "
+                              f"{cfg.base_model!r}; set EXPLORER_LIVE_BACKEND=torch")
+        return "llamacpp"
+    if requested == "auto":
+        return "llamacpp" if llamacpp.available() and cfg.base_model == DEFAULT_BASE else "torch"
+    return "torch"
+
+
+def load(checkpoints: Path, cfg: ModelConfig, backend: str | None = None, progress: bool = False):
+    """The base model plus every finished adapter under `checkpoints`, ready to stream from."""
+    from .evaluate import attach_adapters, discover, validate_adapter
+    from .model import find_gguf, fingerprint_of, load_base, provision
+
+    if choose_backend(cfg, backend) == "torch":
+        base = load_base(cfg, progress=progress)
+        return TorchLive(attach_adapters(base, discover(checkpoints, base)))
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = provision(cfg, progress=progress)
+    fingerprint = fingerprint_of(path)
+    adapters = {}
+    for manifest in sorted(Path(checkpoints).glob("*/manifest.json")):
+        m = validate_adapter(manifest.parent, fingerprint)
+        adapters[manifest.parent.name] = (manifest.parent, m["adapter_sha256"])
+    max_context = cfg.max_context or int(AutoConfig.from_pretrained(path).max_position_embeddings)
+    return llamacpp.load_engine(find_gguf(), adapters, AutoTokenizer.from_pretrained(path), max_context,
+                                progress=progress)

@@ -1,0 +1,215 @@
+"""Live generation through llama.cpp: the same base GGUF that the PyTorch model is dequantised from,
+with each checkpoint's LoRA converted once into a GGUF adapter and switched per request.
+
+Why: at batch 1 a 135M model on a CPU is bound by per-operation overhead, not arithmetic; PyTorch with
+PEFT pays that overhead ~400 times per token, llama.cpp runs the whole graph in C++ on 4-bit weights
+(bench/NOTES.md has the figures). Switching a checkpoint is a pointer swap inside llama.cpp, never a
+reload. The PyTorch engine (generate.py) stays the reference: evaluation, training and the stored
+numbers all come from it; this engine only serves the live view, and only when `llama-cpp-python`
+is installed (`make setup` tries to build it; without it the live view falls back to PyTorch).
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+import json
+import os
+import queue
+import re
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .atomic import stale_temps
+from .config import ConfigError
+from .model import CACHE_DIR, chat_prompt
+
+BASE_ID = "base"
+ADAPTER_CACHE = CACHE_DIR / "gguf-lora"
+CONVERTER_VERSION = "1"  # bump when the conversion changes: cached adapters are keyed on it
+# PEFT module name → llama.cpp tensor name (convert_hf_to_gguf's mapping for llama-family models)
+GGUF_NAMES = {"q_proj": "attn_q", "k_proj": "attn_k", "v_proj": "attn_v", "o_proj": "attn_output",
+              "gate_proj": "ffn_gate", "up_proj": "ffn_up", "down_proj": "ffn_down"}
+PEFT_KEY = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$")
+
+
+def available() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def rope_permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp stores the rows of W_q and W_k interleaved per head for its RoPE kernel (the permute in
+    convert_hf_to_gguf.py). LoRA's B writes those rows, so it is permuted the same way; A is untouched."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+@lru_cache(maxsize=4)
+def _heads(gguf_path: Path) -> tuple[str, int, int]:
+    """(architecture, query heads, key/value heads) of the base GGUF (parsing it takes ~3 s: once)."""
+    import gguf
+
+    fields = gguf.GGUFReader(str(gguf_path)).fields
+    arch = fields["general.architecture"].contents()
+    return arch, int(fields[f"{arch}.attention.head_count"].contents()), \
+        int(fields[f"{arch}.attention.head_count_kv"].contents())
+
+
+def convert_adapter(adapter_dir: Path, base_gguf: Path, dest: Path) -> Path:
+    """Write a PEFT LoRA adapter (adapter_model.safetensors + adapter_config.json) as a llama.cpp GGUF
+    adapter. Written to a temp file and renamed, so a killed conversion never leaves a loadable file."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    if cfg.get("use_dora"):
+        raise ConfigError(f"{adapter_dir}: DoRA adapters cannot be served by llama.cpp; set the live backend to torch")
+    # llama.cpp scales by alpha / r; rsLoRA scales by alpha / sqrt(r): fold the difference into alpha
+    alpha = float(cfg["lora_alpha"]) * (cfg["r"] ** 0.5 if cfg.get("use_rslora") else 1.0)
+    arch, n_head, n_kv = _heads(base_gguf)
+    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    writer = gguf.GGUFWriter(str(tmp), arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+    for key in sorted(tensors):
+        m = PEFT_KEY.match(key)
+        if m is None or m.group(2) not in GGUF_NAMES:
+            raise ConfigError(f"{adapter_dir}: adapter tensor {key!r} has no llama.cpp equivalent; "
+                              "set the live backend to torch")
+        layer, module, ab = m.groups()
+        w = tensors[key].astype(np.float32)
+        if ab == "B" and module in ("q_proj", "k_proj"):
+            w = rope_permute(w, n_head if module == "q_proj" else n_kv)
+        writer.add_tensor(f"blk.{layer}.{GGUF_NAMES[module]}.weight.lora_{ab.lower()}", np.ascontiguousarray(w))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    tmp.replace(dest)
+    return dest
+
+
+def cached_adapter(adapter_dir: Path, digest: str, base_gguf: Path) -> Path:
+    """The GGUF form of one adapter, converted on first use and keyed on the adapter's content digest."""
+    dest = ADAPTER_CACHE / f"{adapter_dir.name}-{digest[:16]}-v{CONVERTER_VERSION}.gguf"
+    if not dest.is_file():
+        for stale in stale_temps(dest):
+            stale.unlink(missing_ok=True)
+        convert_adapter(adapter_dir, base_gguf, dest)
+    return dest
+
+
+class LlamaCppEngine:
+    """One llama.cpp model and context shared by every dashboard session. A request holds the lock from
+    adapter switch to last token, and starts from an empty KV cache: llama-cpp-python would otherwise
+    reuse the cached prompt prefix even when it was computed under another checkpoint's adapter."""
+
+    backend = "llama.cpp"
+
+    def __init__(self, base_gguf: Path, adapters: dict[str, Path], tokenizer, max_context: int,
+                 n_threads: int | None = None):
+        from llama_cpp import Llama
+        from llama_cpp import llama_cpp as C
+
+        self._C = C
+        self.tokenizer = tokenizer
+        self.max_context = max_context
+        self.llm = Llama(model_path=str(base_gguf), n_ctx=max_context, n_batch=512,
+                         n_threads=n_threads or os.cpu_count(), verbose=False)
+        self.lock = threading.Lock()
+        self._adapters: dict[str, object] = {}
+        for cid, path in adapters.items():
+            handle = C.llama_adapter_lora_init(self.llm.model, str(path).encode())
+            if not handle:
+                raise ConfigError(f"llama.cpp could not load the adapter {path} for {cid}; delete it to reconvert, "
+                                  "or set EXPLORER_LIVE_BACKEND=torch")
+            self._adapters[cid] = handle
+        self._active: str | None = None
+
+    @property
+    def checkpoints(self) -> list[str]:
+        return [BASE_ID, *self._adapters]
+
+    def activate(self, checkpoint: str) -> None:
+        """Point the context at one adapter at scale 1 (none for the base). Call with the lock held."""
+        if checkpoint == self._active:
+            return
+        C = self._C
+        if checkpoint == BASE_ID:
+            C.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        elif checkpoint in self._adapters:
+            handles = (C.llama_adapter_lora_p_ctypes * 1)(self._adapters[checkpoint])
+            C.llama_set_adapters_lora(self.llm.ctx, handles, 1, (ctypes.c_float * 1)(1.0))
+        else:
+            raise ConfigError(f"unknown checkpoint {checkpoint!r}; loaded: {', '.join(self.checkpoints)}")
+        self._active = checkpoint
+
+    def encode(self, prompt: str, system: str | None, max_new_tokens: int) -> list[int]:
+        from .generate import PromptTooLong
+
+        ids = self.tokenizer(chat_prompt(self.tokenizer, prompt, system), add_special_tokens=False)["input_ids"]
+        budget = self.max_context - max_new_tokens
+        if len(ids) > budget:
+            raise PromptTooLong(f"prompt 0 is {len(ids)} tokens; the context window leaves {budget} for the prompt "
+                                f"({self.max_context} minus {max_new_tokens} new tokens): shorten it")
+        return ids
+
+    def _decode(self, checkpoint: str, ids: list[int], max_new_tokens: int, min_new_tokens: int,
+                emit) -> None:
+        stop = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        with self.lock:
+            self.activate(checkpoint)
+            self.llm.reset()  # n_tokens = 0: no prefix reuse, the KV cache is overwritten from position 0
+            out: list[int] = []
+            for tok in self.llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
+                if tok in stop and len(out) >= min_new_tokens:
+                    break
+                out.append(tok)
+                emit(out)
+                if len(out) >= max_new_tokens:
+                    break
+
+    def stream(self, checkpoint: str, prompt: str, max_new_tokens: int = 128, system: str | None = None,
+               min_new_tokens: int = 0) -> Iterator[str]:
+        """Yield text pieces as they decode (greedy). Decoding runs in a worker thread, so a session that
+        stops reading (the user leaves the page) never keeps the lock from the others."""
+        ids = self.encode(prompt, system, max_new_tokens)
+        pieces: queue.Queue = queue.Queue()
+        done = object()
+        shown = [""]
+
+        def emit(out: list[int]) -> None:
+            text = self.tokenizer.decode(out, skip_special_tokens=True)
+            if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
+                pieces.put(text[len(shown[0]):])
+                shown[0] = text
+
+        def run() -> None:
+            try:
+                self._decode(checkpoint, ids, max_new_tokens, min_new_tokens, emit)
+                pieces.put(done)
+            except BaseException as e:  # surfaced to the reader below
+                pieces.put(e)
+
+        threading.Thread(target=run, daemon=True).start()
+        while (item := pieces.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+def load_engine(base_gguf: Path, checkpoints: dict[str, tuple[Path, str]], tokenizer, max_context: int,
+                progress: bool = False) -> LlamaCppEngine:
+    """checkpoints: id → (adapter directory, content digest). Converts what is not cached yet."""
+    items = checkpoints.items()
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc="adapters → GGUF", unit="adapter")
+    adapters = {cid: cached_adapter(d, digest, base_gguf) for cid, (d, digest) in items}
+    return LlamaCppEngine(base_gguf, adapters, tokenizer, max_context)
