@@ -20,6 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
 PROMPT = "Explain how a refrigerator keeps food cold, step by step."
+BASE = "base"
 
 
 def _machine() -> dict:
@@ -51,73 +52,116 @@ def _engine():
     return recipe, attach_adapters(base, infos), infos
 
 
+def _live_engines(recipe):
+    """The live path as the dashboard loads it (llama.cpp when installed), and the PyTorch one."""
+    from explorer import live
+
+    sweep = ROOT / "checkpoints" / recipe.sweep.name
+    engines = {"torch": live.load(sweep, recipe.model, backend="torch")}
+    if live.choose_backend(recipe.model) == "llamacpp":
+        engines["llamacpp"] = live.load(sweep, recipe.model, backend="llamacpp")
+    return engines
+
+
+def _stream_timing(engine, checkpoint: str, n_new: int) -> tuple[float, float]:
+    """(seconds for n_new tokens, seconds to the first text piece), best of 2."""
+    best, first = float("inf"), float("inf")
+    for _ in range(2):
+        t = time.perf_counter()
+        got = None
+        for piece in engine.stream(checkpoint, PROMPT, n_new, min_new_tokens=n_new):
+            if got is None and piece:
+                got = time.perf_counter() - t
+        best, first = min(best, time.perf_counter() - t), min(first, got if got is not None else float("inf"))
+    return best, first
+
+
 def bench_live(res: dict) -> None:
-    """Batch 1, 128 new tokens: the live path (bf16, LoRA checkpoint active) vs naive fp32 generate."""
+    """Batch 1, 128 new tokens, a LoRA checkpoint active: the live path vs naive fp32 `generate` and vs
+    llama.cpp running the bare base GGUF (no adapter)."""
     from transformers import AutoModelForCausalLM
 
-    from explorer.generate import encode_chat, stream
+    from explorer.config import load_recipe
+    from explorer.generate import encode_chat
     from explorer.model import provision
 
-    recipe, engine, infos = _engine()
-    ck = next((i.id for i in infos if not i.is_base), "base")
+    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    engines = _live_engines(recipe)
+    torch_live = engines["torch"]
+    ck = "s1-h0.1"
     n_new = 128
-    # naive: fp32 model, plain generate, no adapters
     fp32 = AutoModelForCausalLM.from_pretrained(provision(recipe.model, progress=False), dtype=torch.float32).eval()
-    enc = encode_chat(engine, [PROMPT], None, n_new)
+    enc = encode_chat(torch_live.base, [PROMPT], None, n_new)
 
     def naive():
         with torch.inference_mode():
             return fp32.generate(**enc, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
-                                 pad_token_id=engine.tokenizer.pad_token_id)
+                                 pad_token_id=torch_live.base.tokenizer.pad_token_id)
 
     t_naive = _timed(naive, 2)
-
-    first = []
-
-    def live():
-        t = time.perf_counter()
-        got_first = False
-        for piece in stream(engine, ck, PROMPT, n_new, min_new_tokens=n_new):
-            if not got_first and piece:
-                first.append(time.perf_counter() - t)
-                got_first = True
-
-    t_live = _timed(live, 2)
+    del fp32
+    for name, engine in engines.items():
+        t, first = _stream_timing(engine, ck, n_new)
+        res[f"live_{name}_tok_s"] = n_new / t
+        res[f"live_{name}_first_token_s"] = first
+    live_name = "llamacpp" if "llamacpp" in engines else "torch"
+    res["live_backend"] = live_name
     res["live_naive_tok_s"] = n_new / t_naive
-    res["live_tok_s"] = n_new / t_live
-    res["live_speedup"] = t_naive / t_live
-    res["first_token_s"] = min(first)
-    try:
-        res.update(_llamacpp(n_new, t_live))
-    except ImportError:
+    res["live_tok_s"] = res[f"live_{live_name}_tok_s"]
+    res["live_speedup"] = res["live_tok_s"] / res["live_naive_tok_s"]
+    res["first_token_s"] = res[f"live_{live_name}_first_token_s"]
+    if "llamacpp" in engines:
+        res["llamacpp_base_tok_s"] = _llamacpp_bare(engines["llamacpp"], n_new)
+        res["live_vs_llamacpp"] = res["live_tok_s"] / res["llamacpp_base_tok_s"]
+        res.pop("llamacpp_note", None)
+    else:
         res["live_vs_llamacpp"] = None
-        res["llamacpp_note"] = "llama-cpp-python not installed (pip install llama-cpp-python; bench-only)"
+        res["llamacpp_note"] = "llama-cpp-python not installed (make fast-live)"
 
 
-def _llamacpp(n_new: int, t_live: float) -> dict:
+def _llamacpp_bare(engine, n_new: int) -> float:
+    """llama.cpp on the same base GGUF and prompt with no adapter, straight through llama-cpp-python."""
     from llama_cpp import Llama
 
     from explorer.model import find_gguf
 
-    llm = Llama(model_path=str(find_gguf()), n_ctx=512, n_threads=os.cpu_count(), verbose=False)
-    msgs = [{"role": "user", "content": PROMPT}]
-    t = _timed(lambda: llm.create_chat_completion(msgs, max_tokens=n_new, temperature=0.0), 2)
-    return {"llamacpp_tok_s": n_new / t, "live_vs_llamacpp": t / t_live}
+    llm = Llama(model_path=str(find_gguf()), n_ctx=engine.max_context, n_batch=512, n_threads=os.cpu_count(),
+                verbose=False)
+    ids = engine.encode(PROMPT, None, n_new)
+
+    def run():
+        llm.reset()
+        for k, _ in enumerate(llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)):
+            if k + 1 >= n_new:
+                break
+
+    t = _timed(run, 2)
+    del llm
+    return n_new / t
 
 
 def bench_switch(res: dict) -> None:
-    """Checkpoint switch: adapter swap vs reloading the model from the GGUF file / safetensors cache."""
+    """Checkpoint switch in the live view: adapter swap vs reloading the model from the GGUF file and
+    from the safetensors cache."""
+    from explorer.config import load_recipe
     from explorer.generate import activate
     from explorer.model import ModelConfig, timed_load
 
-    _, engine, infos = _engine()
-    ids = [i.id for i in infos]
-    swaps = []
-    for k in range(50):
-        t = time.perf_counter()
-        activate(engine.model, ids[k % len(ids)])
-        swaps.append(time.perf_counter() - t)
-    t_swap = statistics.median(swaps)
+    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    engines = _live_engines(recipe)
+    swaps = {}
+    for name, engine in engines.items():
+        ids = engine.checkpoints if name == "llamacpp" else [BASE] + sorted(engine.base.model.peft_config)
+        switch = engine.activate if name == "llamacpp" else (lambda ck, m=engine.base.model: activate(m, ck))
+        times = []
+        for k in range(100):
+            t = time.perf_counter()
+            switch(ids[k % len(ids)])
+            times.append(time.perf_counter() - t)
+        swaps[name] = statistics.median(times)
+        res[f"switch_{name}_swap_s"] = swaps[name]
+    live_name = "llamacpp" if "llamacpp" in engines else "torch"
+    t_swap = swaps[live_name]
     t_cache = min(timed_load(ModelConfig()) for _ in range(2))
     t_gguf = timed_load(ModelConfig(), from_gguf=True)
     res.update(switch_swap_s=t_swap, switch_cache_reload_s=t_cache, switch_gguf_reload_s=t_gguf,
@@ -142,34 +186,66 @@ def bench_eval(res: dict) -> None:
 
 
 def bench_ui(res: dict) -> None:
-    """Dashboard at scale: a synthetic store (100k generations, 25 checkpoints); time each query a
-    slider change triggers, and a whole page's data functions (the rerun's cost outside rendering)."""
+    """Dashboard at scale: a synthetic store (100k generations, 25 checkpoints).
+
+    - cold: each query the pages run, the first time after a commit (direct calls of explorer.queries);
+    - slider: what a slider change costs in data access: the store stamp plus the cached query (the
+      dashboard keys its cache on the stamp, so an unchanged store reruns no SQL);
+    - rerun: a whole AppTest rerun of the trade-off map and the operating-point page after moving a
+      slider (script, queries, charts; AppTest adds its own overhead on top of a real server's)."""
+    from streamlit.testing.v1 import AppTest
+
     from bench.synthetic_store import build
-    from explorer import metrics, queries
+    from explorer import metrics, queries, store, ui
 
     with tempfile.TemporaryDirectory() as d:
         db, reviews, judge = build(Path(d), n_checkpoints=25, n_prompts=4000)
-        calls = {
-            "checkpoint_table": lambda: queries.checkpoint_table(judge, db),
-            "outcomes": lambda: queries.outcomes(judge, db),
-            "responses(flips)": lambda: metrics.flips(queries.responses("s0-h0", "s4-h4", judge, db)),
-            "judge_metrics": lambda: queries.judge_metrics(db),
+        a, b = "s0-h0", "s4-h4"
+        cold = {
+            "checkpoint_table": lambda: queries.checkpoint_table(judge, db, reviews=reviews),
+            "outcomes": lambda: queries.outcomes(judge, db, reviews=reviews),
+            "responses(flips)": lambda: metrics.flips(queries.responses(a, b, judge, db, reviews=reviews)),
+            "judge_metrics": lambda: queries.judge_metrics(db, reviews),
         }
-        os.environ["EXPLORER_REVIEWS_DB"] = str(reviews)
-        from explorer import store
+        res["ui_cold_query_ms"] = {name: statistics.median([_timed(fn) for _ in range(5)]) * 1000
+                                   for name, fn in cold.items()}
+        res["ui_cold_query_ms_max"] = max(res["ui_cold_query_ms"].values())
 
-        store.REVIEWS_DB = reviews
-        times = {name: statistics.median([_timed(fn) for _ in range(5)]) * 1000 for name, fn in calls.items()}
-        page = []
-        for _ in range(20):
-            t = time.perf_counter()
-            table = queries.checkpoint_table(judge, db)
-            metrics.best_under_ceiling(table, 0.3)
-            metrics.category_rates(queries.outcomes(judge, db), "s2-h2")
-            page.append((time.perf_counter() - t) * 1000)
-    res["ui_query_ms"] = times
-    res["ui_query_ms_max"] = max(times.values())
-    res["ui_rerun_ms_p95"] = sorted(page)[int(0.95 * (len(page) - 1))]
+        slider = {
+            "checkpoint_table": lambda: ui._checkpoint_table(store.stamp(db, reviews), judge, False, db, reviews),
+            "outcomes": lambda: ui._outcomes(store.stamp(db, reviews), judge, False, db, reviews),
+            "responses(flips)": lambda: metrics.flips(ui._responses(store.stamp(db, reviews), a, b, judge, db,
+                                                                    reviews)),
+            "judge_metrics": lambda: ui._judge_metrics(store.stamp(db, reviews), db, reviews),
+        }
+        for fn in slider.values():
+            fn()  # fill the cache: the first call after a commit is the cold one above
+        res["ui_query_ms"] = {name: statistics.median([_timed(fn) for _ in range(20)]) * 1000
+                              for name, fn in slider.items()}
+        res["ui_query_ms_max"] = max(res["ui_query_ms"].values())
+
+        env = {"EXPLORER_DB": str(db), "EXPLORER_REVIEWS_DB": str(reviews)}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            reruns = []
+            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+            for k in range(20):  # ε 0.10 … 0.48
+                t = time.perf_counter()
+                at.slider[0].set_value(0.10 + 0.02 * k).run()
+                reruns.append((time.perf_counter() - t) * 1000)
+            at.switch_page("explorer/pages/operating_point.py").run()
+            for k in range(20):  # λ_safe over the grid's values
+                t = time.perf_counter()
+                at.select_slider[0].set_value(at.select_slider[0].options[k % len(at.select_slider[0].options)]).run()
+                reruns.append((time.perf_counter() - t) * 1000)
+            assert not at.exception, at.exception
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    reruns.sort()
+    res["ui_rerun_ms_median"] = statistics.median(reruns)
+    res["ui_rerun_ms_p95"] = reruns[int(0.95 * (len(reruns) - 1))]
 
 
 def bench_refcache(res: dict) -> None:
@@ -209,28 +285,30 @@ def bench_refcache(res: dict) -> None:
 
 
 def bench_memory(res: dict) -> None:
-    """Resident memory with the base model and every shipped adapter loaded, across 50 live
-    generations and checkpoint switches (must not grow)."""
+    """Resident memory of the live engine as the dashboard loads it (base model and every shipped adapter),
+    across 50 live generations and checkpoint switches (must not grow)."""
     import gc
     import resource
 
-    from explorer.generate import generate_one
+    from explorer import live
+    from explorer.config import load_recipe
 
     def rss_mb() -> float:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
-    _, engine, infos = _engine()
-    ids = [i.id for i in infos]
+    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    engine = live.load(ROOT / "checkpoints" / recipe.sweep.name, recipe.model)
+    ids = engine.checkpoints if hasattr(engine, "checkpoints") else [BASE] + sorted(engine.base.model.peft_config)
     for k in range(5):  # warm-up: allocator pools, first-call caches
-        generate_one(engine, ids[k % len(ids)], PROMPT, 16)
+        "".join(engine.stream(ids[k % len(ids)], PROMPT, 16))
     gc.collect()
     start = rss_mb()
     for k in range(50):
-        generate_one(engine, ids[k % len(ids)], PROMPT, 16)
+        "".join(engine.stream(ids[k % len(ids)], PROMPT, 16))
     gc.collect()
     end = rss_mb()
-    res.update(rss_loaded_mb=start, rss_after_50_mb=end, rss_growth_mb=end - start,
+    res.update(rss_backend=engine.backend, rss_loaded_mb=start, rss_after_50_mb=end, rss_growth_mb=end - start,
                rss_peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 

@@ -20,55 +20,72 @@ VIOLATION_TITLE = "Violation rate: harmful prompts answered (lower = safer)"
 OVER_REFUSAL_TITLE = "Over-refusal rate: benign prompts refused (lower = more helpful)"
 
 
+FRONTIER_COLUMNS = ["checkpoint_id", "lambda_safe", "lambda_helpful", "is_base", "pareto", "violation_rate",
+                    "violation_lo", "violation_hi", "over_refusal_rate", "over_refusal_lo", "over_refusal_hi"]
+
+
 def frontier_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """checkpoint_table rows + a `status` column (base / Pareto-optimal / dominated)."""
-    df = table.copy()
+    """checkpoint_table rows (only the columns drawn: every layer embeds its data in the spec, and the
+    recipe JSON would dominate it) + a `status` column (base / Pareto-optimal / dominated)."""
+    df = table[FRONTIER_COLUMNS].copy()
     df["status"] = [STATUS["base"] if b else STATUS["pareto"] if p else STATUS["dominated"]
                     for b, p in zip(df["is_base"], df["pareto"])]
     return df
 
 
+def _where(field: str, value) -> alt.FieldEqualPredicate:
+    return alt.FieldEqualPredicate(field=field, equal=value)
+
+
+# Channels are built as objects (alt.X2(...), alt.Tooltip(...)), not shorthand strings: Altair turns each
+# string through a schema lookup that costs ~8 ms, and a slider change rebuilds every chart.
+
+
 def frontier(table: pd.DataFrame, epsilon: float | None = None, best: str | None = None) -> alt.LayerChart:
     """Violation vs over-refusal for every checkpoint: Wilson interval bars in both directions, the
     Pareto set joined by a line, the base model as a diamond, the region violation > ε shaded as
-    infeasible and the chosen (`best`) checkpoint ringed."""
+    infeasible and the chosen (`best`) checkpoint ringed.
+
+    The checkpoints are one dataset at the top of the layer chart, and each layer picks its rows with a
+    filter: with a data frame per layer, Altair converted and validated the data nine times per rerun
+    (~100 ms of a slider change at 25 checkpoints)."""
     df = frontier_frame(table)
     df = pd.concat([df[~df["is_base"]], df[df["is_base"]]])  # the base drawn last: on top of any tie
     x = alt.X("violation_rate:Q", title=VIOLATION_TITLE, scale=UNIT, axis=RATE_AXIS)
     y = alt.Y("over_refusal_rate:Q", title=OVER_REFUSAL_TITLE, scale=UNIT, axis=RATE_AXIS)
-    base = alt.Chart(df)
-    tooltip = ["checkpoint_id:N", "lambda_safe:Q", "lambda_helpful:Q", "status:N",
-               alt.Tooltip("violation_rate:Q", format=".1%"), alt.Tooltip("violation_lo:Q", format=".1%"),
+    rows = alt.Chart()  # every checkpoint (the layer chart's data)
+    tooltip = [alt.Tooltip("checkpoint_id:N"), alt.Tooltip("lambda_safe:Q"), alt.Tooltip("lambda_helpful:Q"),
+               alt.Tooltip("status:N"), alt.Tooltip("violation_rate:Q", format=".1%"), alt.Tooltip("violation_lo:Q", format=".1%"),
                alt.Tooltip("violation_hi:Q", format=".1%"), alt.Tooltip("over_refusal_rate:Q", format=".1%"),
                alt.Tooltip("over_refusal_lo:Q", format=".1%"), alt.Tooltip("over_refusal_hi:Q", format=".1%")]
     layers = []
     if epsilon is not None:
         shade = pd.DataFrame({"x": [epsilon], "x2": [1.0], "label": [f"infeasible: violation > {epsilon:.0%}"]})
         layers.append(alt.Chart(shade).mark_rect(color="#d62728", opacity=0.08).encode(
-            x=alt.X("x:Q", scale=UNIT), x2="x2:Q", tooltip=["label:N"]))
+            x=alt.X("x:Q", scale=UNIT), x2=alt.X2("x2"), tooltip=[alt.Tooltip("label:N")]))
         layers.append(alt.Chart(shade).mark_rule(color="#d62728", strokeDash=[4, 4]).encode(x=alt.X("x:Q", scale=UNIT)))
     layers += [
-        base.mark_rule(color="#888", opacity=0.6).encode(x=alt.X("violation_lo:Q", scale=UNIT), x2="violation_hi:Q",
+        rows.mark_rule(color="#888", opacity=0.6).encode(x=alt.X("violation_lo:Q", scale=UNIT), x2=alt.X2("violation_hi"),
                                                          y=y),
-        base.mark_rule(color="#888", opacity=0.6).encode(x=x, y=alt.Y("over_refusal_lo:Q", scale=UNIT),
-                                                         y2="over_refusal_hi:Q"),
-        alt.Chart(df[df["pareto"]]).mark_line(color=STATUS_COLOURS[STATUS["pareto"]], strokeDash=[2, 2]).encode(
-            x=x, y=y, order="violation_rate:Q"),
-        base.mark_point(filled=True, size=110, opacity=0.95).encode(
+        rows.mark_rule(color="#888", opacity=0.6).encode(x=x, y=alt.Y("over_refusal_lo:Q", scale=UNIT),
+                                                         y2=alt.Y2("over_refusal_hi")),
+        rows.mark_line(color=STATUS_COLOURS[STATUS["pareto"]], strokeDash=[2, 2]).encode(
+            x=x, y=y, order=alt.Order("violation_rate:Q")).transform_filter(_where("pareto", True)),
+        rows.mark_point(filled=True, size=110, opacity=0.95).encode(
             x=x, y=y, tooltip=tooltip,
             color=alt.Color("status:N", title="Checkpoint", scale=alt.Scale(
                 domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values()))),
             shape=alt.Shape("status:N", title="Checkpoint", scale=alt.Scale(
                 domain=list(STATUS_SHAPES), range=list(STATUS_SHAPES.values())))),
-        alt.Chart(df[~df["is_base"]]).mark_text(align="left", dx=8, dy=-8, fontSize=11).encode(
-            x=x, y=y, text="checkpoint_id:N"),
-        alt.Chart(df[df["is_base"]]).mark_text(align="left", dx=8, dy=10, fontSize=11, color="#555").encode(
-            x=x, y=y, text="checkpoint_id:N"),
+        rows.mark_text(align="left", dx=8, dy=-8, fontSize=11).encode(
+            x=x, y=y, text=alt.Text("checkpoint_id:N")).transform_filter(_where("is_base", False)),
+        rows.mark_text(align="left", dx=8, dy=10, fontSize=11, color="#555").encode(
+            x=x, y=y, text=alt.Text("checkpoint_id:N")).transform_filter(_where("is_base", True)),
     ]
     if best is not None:
-        layers.append(alt.Chart(df[df["checkpoint_id"] == best]).mark_point(
-            size=600, strokeWidth=2.5, color="#2ca02c").encode(x=x, y=y))
-    return alt.layer(*layers).properties(height=460)
+        layers.append(rows.mark_point(size=600, strokeWidth=2.5, color="#2ca02c").encode(x=x, y=y)
+                      .transform_filter(_where("checkpoint_id", best)))
+    return alt.layer(*layers, data=df).properties(height=460)
 
 
 def heatmap(table: pd.DataFrame, metric: str, title: str, fmt: str = ".0%") -> alt.LayerChart:
@@ -80,7 +97,8 @@ def heatmap(table: pd.DataFrame, metric: str, title: str, fmt: str = ".0%") -> a
     y = alt.Y("lambda_safe:O", title="λ_safe", sort="descending")
     cells = alt.Chart(df).mark_rect().encode(
         x=x, y=y, color=alt.Color(f"{metric}:Q", title=title, scale=scale, legend=alt.Legend(format=fmt)),
-        tooltip=["checkpoint_id:N", "lambda_safe:Q", "lambda_helpful:Q", alt.Tooltip(f"{metric}:Q", format=fmt)])
+        tooltip=[alt.Tooltip("checkpoint_id:N"), alt.Tooltip("lambda_safe:Q"), alt.Tooltip("lambda_helpful:Q"),
+                 alt.Tooltip(f"{metric}:Q", format=fmt)])
     text = alt.Chart(df).mark_text(fontSize=13).encode(
         x=x, y=y, text=alt.Text(f"{metric}:Q", format=fmt),
         color=alt.condition(alt.datum[metric] > (0.5 if rate else df[metric].mean()), alt.value("white"),

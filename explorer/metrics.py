@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 Z95 = 1.959964  # two-sided 95% normal quantile
@@ -35,25 +36,43 @@ def _numerators(g: pd.DataFrame) -> pd.DataFrame:
     return g.assign(violations=g["n"] - g["n_full_refusal"], refusals=g["n_full_refusal"] + g["n_partial_refusal"])
 
 
+def wilson_arrays(k, n, z: float = Z95) -> tuple[np.ndarray, np.ndarray]:
+    """`wilson` over arrays at once (nan where n = 0)."""
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        denom = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return np.maximum(0.0, centre - half), np.minimum(1.0, centre + half)
+
+
+HEADLINE = (("violation", "harmful", "violations"), ("over_refusal", "benign", "refusals"),
+            ("partial_over_refusal", "benign", "n_partial_refusal"), ("general_refusal", "general", "refusals"))
+
+
 def checkpoint_rates(outcomes: pd.DataFrame) -> pd.DataFrame:
-    """One row per checkpoint: violation, over-refusal (any / partial) and general-refusal rates with CIs."""
+    """One row per checkpoint: violation, over-refusal (any / partial) and general-refusal rates with CIs.
+    Vectorised (one groupby), so it stays at a few ms for hundreds of checkpoints."""
+    if outcomes.empty:
+        return pd.DataFrame()
     o = _numerators(outcomes)
-    rows = []
-    for cid, g in o.groupby("checkpoint_id", sort=False):
-        by_kind = g.groupby("kind")[["n", "violations", "refusals", "n_partial_refusal"]].sum()
+    ids = o["checkpoint_id"].unique()
+    sums = (o.groupby(["checkpoint_id", "kind"])[["n", "violations", "refusals", "n_partial_refusal"]].sum()
+            .unstack("kind", fill_value=0).reindex(ids))
 
-        def get(kind, col):
-            return int(by_kind.loc[kind, col]) if kind in by_kind.index else 0
+    def col(name: str, kind: str) -> np.ndarray:
+        return sums[(name, kind)].to_numpy(dtype=int) if (name, kind) in sums.columns else np.zeros(len(ids), int)
 
-        row = {"checkpoint_id": cid}
-        for name, kind, col in (("violation", "harmful", "violations"), ("over_refusal", "benign", "refusals"),
-                                ("partial_over_refusal", "benign", "n_partial_refusal"),
-                                ("general_refusal", "general", "refusals")):
-            r = rate(get(kind, col), get(kind, "n"))
-            row |= {f"{name}_rate": r["rate"], f"{name}_lo": r["lo"], f"{name}_hi": r["hi"], f"{name}_k": r["k"],
-                    f"n_{kind}": r["n"]}
-        rows.append(row)
-    return pd.DataFrame(rows)
+    out: dict = {"checkpoint_id": ids}
+    for name, kind, numerator in HEADLINE:
+        k, n = col(numerator, kind), col("n", kind)
+        lo, hi = wilson_arrays(k, n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out |= {f"{name}_rate": np.where(n > 0, k / np.maximum(n, 1), np.nan), f"{name}_lo": lo,
+                    f"{name}_hi": hi, f"{name}_k": k}
+        out.setdefault(f"n_{kind}", n)
+    return pd.DataFrame(out)
 
 
 def category_rates(outcomes: pd.DataFrame, checkpoint_id: str) -> pd.DataFrame:

@@ -31,20 +31,21 @@ def gen_key() -> str:
     return key(_default_recipe())
 
 
-def judge_versions(db: Path | None = None, reviews: Path | None = None) -> dict[str, str]:
+def judge_versions(db: Path | None = None, reviews: Path | None = None, con=None) -> dict[str, str]:
     """judge name → the version whose judgments are in the store (the newest, by count)."""
-    df = store.query("judge_versions", eval_path=db, reviews_path=reviews)
+    df = store.query("judge_versions", eval_path=db, reviews_path=reviews, con=con)
     return dict(zip(df["judge"], df["judge_version"]))
 
 
-def _params(judge: str, db: Path | None, split: str, use_human: bool, reviews: Path | None = None) -> dict:
-    return {"judge": judge, "judge_version": judge_versions(db, reviews).get(judge, ""), "gen_key": gen_key(),
+def _params(judge: str, split: str, use_human: bool, con) -> dict:
+    return {"judge": judge, "judge_version": judge_versions(con=con).get(judge, ""), "gen_key": gen_key(),
             "split": split, "use_human": use_human}
 
 
 def outcomes(judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT, use_human: bool = False,
              reviews: Path | None = None) -> pd.DataFrame:
-    return store.query("outcomes", _params(judge, db, split, use_human, reviews), eval_path=db, reviews_path=reviews)
+    with store.reader(db, reviews) as con:
+        return store.query("outcomes", _params(judge, split, use_human, con), con=con)
 
 
 def checkpoints(db: Path | None = None, reviews: Path | None = None) -> pd.DataFrame:
@@ -54,8 +55,9 @@ def checkpoints(db: Path | None = None, reviews: Path | None = None) -> pd.DataF
 def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,
                      use_human: bool = False, reviews: Path | None = None) -> pd.DataFrame:
     """Checkpoints with their λs, headline rates + intervals, capability proxy and Pareto flag."""
-    rates = metrics.checkpoint_rates(outcomes(judge, db, split, use_human, reviews))
-    cps = checkpoints(db, reviews)
+    with store.reader(db, reviews) as con:  # one connection for all three queries
+        rates = metrics.checkpoint_rates(store.query("outcomes", _params(judge, split, use_human, con), con=con))
+        cps = store.query("checkpoints", con=con)
     if rates.empty:
         return rates
     df = cps.rename(columns={"id": "checkpoint_id"}).merge(rates, on="checkpoint_id", how="inner")
@@ -65,9 +67,10 @@ def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SP
 
 def responses(a: str, b: str, judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,
               reviews: Path | None = None) -> pd.DataFrame:
-    p = _params(judge, db, split, False, reviews)
-    p.pop("use_human")
-    return store.query("responses", {**p, "a": a, "b": b}, eval_path=db, reviews_path=reviews)
+    with store.reader(db, reviews) as con:
+        p = _params(judge, split, False, con)
+        p.pop("use_human")
+        return store.query("responses", {**p, "a": a, "b": b}, con=con)
 
 
 def judge_metrics(db: Path | None = None, reviews: Path | None = None) -> pd.DataFrame:

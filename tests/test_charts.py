@@ -23,9 +23,17 @@ def table() -> pd.DataFrame:
 
 
 def layer_data(chart, mark: str) -> list[pd.DataFrame]:
-    """The data of each layer with this mark (Altair hoists data shared by all layers to the parent)."""
-    return [chart.data if layer.data is alt.Undefined else layer.data for layer in chart.layer
-            if (layer.mark if isinstance(layer.mark, str) else layer.mark.type) == mark]
+    """The rows each layer with this mark draws: its own data or the parent's, through its field-equal
+    filters (the only filters the builders use)."""
+    out = []
+    for layer in chart.layer:
+        if (layer.mark if isinstance(layer.mark, str) else layer.mark.type) != mark:
+            continue
+        data = chart.data if layer.data is alt.Undefined else layer.data
+        for t in ([] if layer.transform is alt.Undefined else layer.transform):
+            data = data[data[t.filter.field] == t.filter.equal]
+        out.append(data)
+    return out
 
 
 def test_frontier_statuses_and_layers():

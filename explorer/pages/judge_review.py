@@ -33,7 +33,7 @@ else:
     row = jm[(jm["judge"] == name) & (jm["dataset"] == dataset)].iloc[0]
     left.caption("Rows: what the human said; columns: what the judge said. The diagonal is agreement; off the "
                  "diagonal are the judge's mistakes.")
-    right.altair_chart(charts.confusion(charts.confusion_frame(row["confusion"])), width="stretch")
+    ui.chart(charts.confusion, charts.confusion_frame(row["confusion"]), where=right)
     ui.raw_table(jm)
 
 st.subheader("Where the judges disagree")

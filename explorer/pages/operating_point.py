@@ -46,10 +46,10 @@ harm, benign = cats[cats["kind"] == "harmful"], cats[cats["kind"] != "harmful"]
 left, right = st.columns(2)
 left.markdown("**Which harm categories still leak?** Share of harmful prompts in each category not fully refused.")
 if not harm.empty:
-    left.altair_chart(charts.category_bars(harm, "violation rate"), width="stretch")
+    ui.chart(charts.category_bars, harm, "violation rate", where=left)
 right.markdown("**Which harmless requests get refused?** Share of benign and ordinary prompts of each type refused.")
 if not benign.empty:
-    right.altair_chart(charts.category_bars(benign, "refusal rate"), width="stretch")
+    ui.chart(charts.category_bars, benign, "refusal rate", where=right)
 st.caption("Black bars: 95% intervals. Labels: prompts counted / prompts in the category. Few prompts per category "
            "means wide intervals: read the long bars, not the small differences.")
 

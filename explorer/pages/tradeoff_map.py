@@ -26,7 +26,7 @@ else:
                f"(λ_safe {best['lambda_safe']:g}, λ_helpful {best['lambda_helpful']:g}) — violation "
                f"{ui.pct(best['violation_rate'])}, over-refusal {ui.pct(best['over_refusal_rate'])}.")
 
-st.altair_chart(charts.frontier(table, epsilon, None if best is None else best["checkpoint_id"]), width="stretch")
+ui.chart(charts.frontier, table, epsilon, None if best is None else best["checkpoint_id"])
 
 st.subheader("Each rate over the λ grid")
 st.caption("Rows: λ_safe, the weight on refusing harmful prompts (higher going up). Columns: λ_helpful, the "
@@ -38,7 +38,7 @@ HEATMAPS = {"violation_rate": ("Violation rate", ".0%"), "over_refusal_rate": ("
             "mean_nll": ("Capability loss (NLL)", ".2f")}
 metric = st.radio("Metric", list(HEATMAPS), format_func=lambda m: HEATMAPS[m][0], horizontal=True)
 if table[metric].notna().any():
-    st.altair_chart(charts.heatmap(table, metric, *HEATMAPS[metric]), width="stretch")
+    ui.chart(charts.heatmap, table, metric, *HEATMAPS[metric])
 else:
     st.info("This metric has not been computed for these checkpoints yet.")
 
