@@ -99,7 +99,6 @@ def bench_live(res: dict) -> None:
                                  pad_token_id=torch_live.base.tokenizer.pad_token_id)
 
     t_naive = _timed(naive, 2)
-    del fp32
     for name, engine in engines.items():
         t, first = _stream_timing(engine, ck, n_new)
         res[f"live_{name}_tok_s"] = n_new / t
@@ -136,7 +135,6 @@ def _llamacpp_bare(engine, n_new: int) -> float:
                 break
 
     t = _timed(run, 2)
-    del llm
     return n_new / t
 
 
