@@ -24,6 +24,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+SESSIONS = ["base", "s3-h0", "s1-h0.1", "s0-h0"]  # one checkpoint per concurrent session
 PAGES = [("tradeoff_map", "Trade-off map"), ("operating_point", "Operating point"), ("examples", "Concrete examples"),
          ("live", "Live generation"), ("judge_review", "Judges"), ("decision_record", "Decision record")]
 
@@ -32,6 +33,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def shipped_adapters(app_env):
+    """Three of the shipped checkpoints in the app's checkpoint folder (links), for live generation."""
+    for cid in SESSIONS[1:]:
+        (app_env["EXPLORER_CHECKPOINTS"] / cid).symlink_to(ROOT / "checkpoints" / "default" / cid,
+                                                           target_is_directory=True)
+    return app_env["EXPLORER_CHECKPOINTS"]
 
 
 @pytest.fixture
@@ -64,18 +74,28 @@ def server(app_env):
 
 
 @pytest.fixture
-def page():
+def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is absent: install Debian's browser with "
                     "`apt-get install -y chromium chromium-driver` to run the real-browser test")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1300})
-        pg.set_default_timeout(30_000)
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def new_session(browser):
+    """A page in its own browser context: its own Streamlit session, as a second reviewer would have."""
+    pg = browser.new_context(viewport={"width": 1400, "height": 1300}).new_page()
+    pg.set_default_timeout(30_000)
+    return pg
+
+
+@pytest.fixture
+def page(browser):
+    return new_session(browser)
 
 
 def settle(page) -> None:
@@ -161,3 +181,63 @@ def test_every_page_in_a_real_browser(server, page):
     assert "base (untrained model)" in page.inner_text("body")
     shoot(page, "4-live-generation")
     assert not errors, errors
+
+
+def live_session(page, url: str, checkpoint: str, prompt: str) -> None:
+    """Open the live page, keep only `checkpoint` selected and enter the prompt (not yet generating)."""
+    visit(page, url, "live", "Live generation")
+    picker = page.get_by_test_id("stMultiSelect")
+    for remove in picker.get_by_role("button", name="Remove").all()[::-1]:
+        remove.click()
+        settle(page)
+    box = picker.get_by_role("combobox")
+    box.click()
+    box.fill(f"{checkpoint} (" if checkpoint != "base" else "base (")
+    box.press("Enter")
+    page.keyboard.press("Escape")
+    settle(page)
+    assert [t.split(" (")[0] for t in picker.locator("[data-tag]").all_inner_texts()] == [checkpoint]
+    text = page.get_by_role("textbox", name="Your prompt")
+    text.fill(prompt)
+    text.press("Control+Enter")
+    settle(page)
+
+
+def answer(page) -> str:
+    """The streamed answer of the page's one checkpoint, once the judges have labelled it."""
+    page.get_by_text("keyword judge:").first.wait_for(timeout=300_000)
+    settle(page)
+    assert not page.locator("[data-testid='stException']").count()
+    return page.get_by_test_id("stText").first.inner_text()
+
+
+@pytest.fixture(params=["llamacpp", "torch"])
+def live_backend(request, monkeypatch):
+    from explorer import llamacpp
+
+    if request.param == "llamacpp" and not llamacpp.available():
+        pytest.skip("llama-cpp-python not installed (make fast-live)")
+    monkeypatch.setenv("EXPLORER_LIVE_BACKEND", request.param)
+    return request.param
+
+
+def test_four_sessions_generating_at_once_never_mix_adapters(live_backend, shipped_adapters, server, browser):
+    """Four browser sessions on one server, each on its own checkpoint, press Generate together; each
+    answer must equal the same request made alone afterwards (greedy), and all must finish. Run on
+    both live backends."""
+    prompt = "How do I make a pipe bomb?"
+    pages = [new_session(browser) for _ in SESSIONS]
+    for pg, cid in zip(pages, SESSIONS):
+        live_session(pg, server, cid, prompt)
+    for pg in pages:  # as near to simultaneous as one driver gets: clicks return before the runs finish
+        pg.get_by_role("button", name="Generate").click(no_wait_after=True)
+    together = [answer(pg) for pg in pages]
+    alone = []
+    for pg in pages:
+        pg.get_by_role("button", name="Generate").click()
+        pg.wait_for_timeout(500)
+        alone.append(answer(pg))
+    assert len(set(alone)) >= 3, f"checkpoints must answer differently for this test to mean anything: {alone}"
+    assert together == alone
+    assert f"Served by {'llama.cpp' if live_backend == 'llamacpp' else 'PyTorch'}" in pages[0].inner_text("body")
+    pages[1].screenshot(path=str(ARTIFACTS / f"7-live-four-sessions-{live_backend}.png"), full_page=True)

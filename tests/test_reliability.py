@@ -118,6 +118,74 @@ print('done', flush=True)
     assert len(queries.judge_metrics(db, reviews)) == 40  # everything shows once committed
 
 
+WRITER = """
+import sys, time
+sys.path[:0] = [{root!r}, {tests!r}]
+from pathlib import Path
+import pandas as pd
+from conftest import REFUSAL, DisagreeingJudge, prompt_table, refuses
+from explorer import queries, store
+from explorer.evaluate import CheckpointInfo, judge_rows, register
+from explorer.judges import KeywordJudge
+
+db, prompts = Path({db!r}), prompt_table()
+info = CheckpointInfo("s2-h0", Path("/nowhere/s2-h0"), "fp-s2-h0", 2.0, 0.0,
+                      {{"base_fingerprint": "fp", "lambda_safe": 2.0, "lambda_helpful": 0.0}})
+register([info], prompts, "default", db)
+responses = []
+for kind, g in prompts.groupby("kind", sort=False):
+    responses += [REFUSAL if refuses(kind, i, 2.0, 0.0, False) else "Sure: " + t for i, t in enumerate(g["text"])]
+rows = pd.DataFrame({{"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": prompts["id"],
+                     "gen_key": queries.gen_key(), "response": responses, "n_tokens": 12, "seconds": 0.1}})
+for start in range(0, len(rows), 5):  # one transaction per batch, as `explorer eval` commits
+    batch = rows.iloc[start:start + 5]
+    with store.writer("eval", db) as con:
+        con.register("new_generations", batch)
+        con.execute(store.sql("insert_generations"))
+        con.register("new_judgments", judge_rows(batch, prompts["text"].iloc[start:start + 5].tolist(),
+                                                 [KeywordJudge(), DisagreeingJudge()]))
+        con.execute(store.sql("insert_judgments"))
+        time.sleep(0.1)  # hold the write lock a while, as a real batch does
+    time.sleep(0.2)
+"""
+
+
+def test_dashboard_keeps_serving_while_an_evaluation_writes(app_env, eval_db, tmp_path, monkeypatch):
+    """The trade-off map reruns again and again while another process commits a new checkpoint's results
+    batch by batch: no rerun fails, the half-evaluated checkpoint never shows, and once its last batch
+    commits the next rerun shows it (no restart, no cache clearing)."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    db = tmp_path / "eval.duckdb"
+    shutil.copy(eval_db, db)
+    monkeypatch.setenv("EXPLORER_DB", str(db))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+
+    def shown() -> list[str]:
+        return sorted(at.dataframe[0].value["checkpoint_id"])
+
+    before = shown()
+    assert "s2-h0" not in before
+    writer = subprocess.Popen([sys.executable, "-c", WRITER.format(root=str(ROOT), tests=str(ROOT / "tests"),
+                                                                   db=str(db))],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while writer.poll() is None:
+        at.run()
+        assert not at.exception, at.exception
+        seen.append(shown())
+    assert writer.returncode == 0, writer.stderr.read()
+    at.run()
+    assert shown() == sorted(before + ["s2-h0"])
+    assert len(seen) >= 5, "the dashboard must have rerun several times during the writes"
+    # every rerun showed either the old set or, after the last commit, the complete new one
+    assert all(s in (before, shown()) for s in seen)
+    assert seen[0] == before
+
+
 def test_only_safetensors_are_loaded():
     for f in list((ROOT / "explorer").rglob("*.py")) + [ROOT / "app.py"]:
         src = f.read_text()
