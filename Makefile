@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench sweep eval report clean-cache
+.PHONY: setup run test bench sweep eval report clean-cache fast-live
 
 $(STAMP): requirements.txt requirements-data.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: setup
 
 test: setup
 	$(PY) -m pytest
+
+# Optional: build llama.cpp (llama-cpp-python) for the live view's fast backend; the dashboard uses it
+# automatically once installed. Compiles from source: ~10-20 minutes on 2 cores, once.
+fast-live: setup
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PY) -m pip install --quiet -r requirements-live.txt
 
 bench: setup
 	$(PY) -m explorer bench

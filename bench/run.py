@@ -11,6 +11,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -52,15 +54,16 @@ def _engine():
     return recipe, attach_adapters(base, infos), infos
 
 
-def _live_engines(recipe):
-    """The live path as the dashboard loads it (llama.cpp when installed), and the PyTorch one."""
-    from explorer import live
-
-    sweep = ROOT / "checkpoints" / recipe.sweep.name
-    engines = {"torch": live.load(sweep, recipe.model, backend="torch")}
-    if live.choose_backend(recipe.model) == "llamacpp":
-        engines["llamacpp"] = live.load(sweep, recipe.model, backend="llamacpp")
-    return engines
+def _child(name: str) -> dict:
+    """Run bench.run.<name>() in a fresh interpreter and return its dict: torch and llama.cpp share one
+    OpenMP runtime, and torch's threads slow llama.cpp for the rest of a process (explorer/live.py), so
+    each side is measured in a process of its own, as each would run."""
+    code = f"import json; from bench.run import {name}; print('RESULT ' + json.dumps({name}()))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"bench child {name} failed:\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
 
 
 def _stream_timing(engine, checkpoint: str, n_new: int) -> tuple[float, float]:
@@ -76,92 +79,107 @@ def _stream_timing(engine, checkpoint: str, n_new: int) -> tuple[float, float]:
     return best, first
 
 
-def bench_live(res: dict) -> None:
-    """Batch 1, 128 new tokens, a LoRA checkpoint active: the live path vs naive fp32 `generate` and vs
-    llama.cpp running the bare base GGUF (no adapter)."""
+LIVE_CHECKPOINT, LIVE_TOKENS = "s1-h0.1", 128
+
+
+def live_torch_child() -> dict:
+    """Naive fp32 `generate` (no adapters) and the PyTorch live path, torch at its default threads."""
     from transformers import AutoModelForCausalLM
 
+    from explorer import live
     from explorer.config import load_recipe
     from explorer.generate import encode_chat
     from explorer.model import provision
 
     recipe = load_recipe(ROOT / "configs" / "default.yaml")
-    engines = _live_engines(recipe)
-    torch_live = engines["torch"]
-    ck = "s1-h0.1"
-    n_new = 128
+    engine = live.load(ROOT / "checkpoints" / recipe.sweep.name, recipe.model, backend="torch")
     fp32 = AutoModelForCausalLM.from_pretrained(provision(recipe.model, progress=False), dtype=torch.float32).eval()
-    enc = encode_chat(torch_live.base, [PROMPT], None, n_new)
+    enc = encode_chat(engine.base, [PROMPT], None, LIVE_TOKENS)
 
     def naive():
         with torch.inference_mode():
-            return fp32.generate(**enc, max_new_tokens=n_new, min_new_tokens=n_new, do_sample=False,
-                                 pad_token_id=torch_live.base.tokenizer.pad_token_id)
+            return fp32.generate(**enc, max_new_tokens=LIVE_TOKENS, min_new_tokens=LIVE_TOKENS, do_sample=False,
+                                 pad_token_id=engine.base.tokenizer.pad_token_id)
 
     t_naive = _timed(naive, 2)
-    for name, engine in engines.items():
-        t, first = _stream_timing(engine, ck, n_new)
-        res[f"live_{name}_tok_s"] = n_new / t
-        res[f"live_{name}_first_token_s"] = first
-    live_name = "llamacpp" if "llamacpp" in engines else "torch"
-    res["live_backend"] = live_name
-    res["live_naive_tok_s"] = n_new / t_naive
-    res["live_tok_s"] = res[f"live_{live_name}_tok_s"]
-    res["live_speedup"] = res["live_tok_s"] / res["live_naive_tok_s"]
-    res["first_token_s"] = res[f"live_{live_name}_first_token_s"]
-    if "llamacpp" in engines:
-        res["llamacpp_base_tok_s"] = _llamacpp_bare(engines["llamacpp"], n_new)
-        res["live_vs_llamacpp"] = res["live_tok_s"] / res["llamacpp_base_tok_s"]
+    t, first = _stream_timing(engine, LIVE_CHECKPOINT, LIVE_TOKENS)
+    return {"live_naive_tok_s": LIVE_TOKENS / t_naive, "live_torch_tok_s": LIVE_TOKENS / t,
+            "live_torch_first_token_s": first}
+
+
+def live_llamacpp_child() -> dict:
+    """The llama.cpp live path as the dashboard loads it, and llama.cpp on the bare base GGUF (no adapter)."""
+    from llama_cpp import Llama
+
+    from explorer import live
+    from explorer.config import load_recipe
+    from explorer.model import find_gguf
+
+    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    engine = live.load(ROOT / "checkpoints" / recipe.sweep.name, recipe.model, backend="llamacpp")
+    t, first = _stream_timing(engine, LIVE_CHECKPOINT, LIVE_TOKENS)
+    llm = Llama(model_path=str(find_gguf()), n_ctx=engine.max_context, n_batch=512, n_threads=os.cpu_count(),
+                verbose=False)
+    ids = engine.encode(PROMPT, None, LIVE_TOKENS)
+
+    def bare():
+        llm.reset()
+        for k, _ in enumerate(llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)):
+            if k + 1 >= LIVE_TOKENS:
+                break
+
+    return {"live_llamacpp_tok_s": LIVE_TOKENS / t, "live_llamacpp_first_token_s": first,
+            "llamacpp_base_tok_s": LIVE_TOKENS / _timed(bare, 2)}
+
+
+def bench_live(res: dict) -> None:
+    """Batch 1, 128 new tokens, a LoRA checkpoint active: the live path (llama.cpp when installed) vs
+    naive fp32 `generate` and vs llama.cpp running the bare base GGUF."""
+    from explorer import llamacpp
+
+    res.update(_child("live_torch_child"))
+    live_name = "llamacpp" if llamacpp.available() else "torch"
+    if live_name == "llamacpp":
+        res.update(_child("live_llamacpp_child"))
+        res["live_vs_llamacpp"] = res["live_llamacpp_tok_s"] / res["llamacpp_base_tok_s"]
         res.pop("llamacpp_note", None)
     else:
         res["live_vs_llamacpp"] = None
         res["llamacpp_note"] = "llama-cpp-python not installed (make fast-live)"
-
-
-def _llamacpp_bare(engine, n_new: int) -> float:
-    """llama.cpp on the same base GGUF and prompt with no adapter, straight through llama-cpp-python."""
-    from llama_cpp import Llama
-
-    from explorer.model import find_gguf
-
-    llm = Llama(model_path=str(find_gguf()), n_ctx=engine.max_context, n_batch=512, n_threads=os.cpu_count(),
-                verbose=False)
-    ids = engine.encode(PROMPT, None, n_new)
-
-    def run():
-        llm.reset()
-        for k, _ in enumerate(llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)):
-            if k + 1 >= n_new:
-                break
-
-    t = _timed(run, 2)
-    return n_new / t
+    res["live_backend"] = live_name
+    res["live_tok_s"] = res[f"live_{live_name}_tok_s"]
+    res["live_speedup"] = res["live_tok_s"] / res["live_naive_tok_s"]
+    res["first_token_s"] = res[f"live_{live_name}_first_token_s"]
 
 
 def bench_switch(res: dict) -> None:
     """Checkpoint switch in the live view: adapter swap vs reloading the model from the GGUF file and
-    from the safetensors cache."""
+    from the safetensors cache (reloads first: loading the llama.cpp engine makes torch single-threaded)."""
+    from explorer import live
     from explorer.config import load_recipe
     from explorer.generate import activate
     from explorer.model import ModelConfig, timed_load
 
+    t_cache = min(timed_load(ModelConfig()) for _ in range(2))
+    t_gguf = timed_load(ModelConfig(), from_gguf=True)
     recipe = load_recipe(ROOT / "configs" / "default.yaml")
-    engines = _live_engines(recipe)
-    swaps = {}
+    sweep = ROOT / "checkpoints" / recipe.sweep.name
+    engines = {"torch": live.load(sweep, recipe.model, backend="torch")}
+    if live.choose_backend(recipe.model) == "llamacpp":
+        engines["llamacpp"] = live.load(sweep, recipe.model, backend="llamacpp")
     for name, engine in engines.items():
-        ids = engine.checkpoints if name == "llamacpp" else [BASE] + sorted(engine.base.model.peft_config)
-        switch = engine.activate if name == "llamacpp" else (lambda ck, m=engine.base.model: activate(m, ck))
+        if name == "llamacpp":
+            ids, switch = engine.checkpoints, engine.activate
+        else:
+            ids = [BASE] + sorted(engine.base.model.peft_config)
+            switch = (lambda ck, m=engine.base.model: activate(m, ck))
         times = []
         for k in range(100):
             t = time.perf_counter()
             switch(ids[k % len(ids)])
             times.append(time.perf_counter() - t)
-        swaps[name] = statistics.median(times)
-        res[f"switch_{name}_swap_s"] = swaps[name]
-    live_name = "llamacpp" if "llamacpp" in engines else "torch"
-    t_swap = swaps[live_name]
-    t_cache = min(timed_load(ModelConfig()) for _ in range(2))
-    t_gguf = timed_load(ModelConfig(), from_gguf=True)
+        res[f"switch_{name}_swap_s"] = statistics.median(times)
+    t_swap = res[f"switch_{'llamacpp' if 'llamacpp' in engines else 'torch'}_swap_s"]
     res.update(switch_swap_s=t_swap, switch_cache_reload_s=t_cache, switch_gguf_reload_s=t_gguf,
                switch_speedup_vs_cache=t_cache / t_swap, switch_speedup_vs_gguf=t_gguf / t_swap)
 
@@ -282,9 +300,10 @@ def bench_refcache(res: dict) -> None:
                refcache_speedup=(steps * step + t_recompute) / (steps * step + t_cached))
 
 
-def bench_memory(res: dict) -> None:
-    """Resident memory of the live engine as the dashboard loads it (base model and every shipped adapter),
-    across 50 live generations and checkpoint switches (must not grow)."""
+def memory_child() -> dict:
+    """Resident memory of a fresh process holding the live engine as the dashboard loads it (base model and
+    every shipped adapter), across 50 live generations cycling through every checkpoint (must not grow).
+    Warm-up: every checkpoint once, so first-use buffers are in the baseline."""
     import gc
     import resource
 
@@ -298,16 +317,20 @@ def bench_memory(res: dict) -> None:
     recipe = load_recipe(ROOT / "configs" / "default.yaml")
     engine = live.load(ROOT / "checkpoints" / recipe.sweep.name, recipe.model)
     ids = engine.checkpoints if hasattr(engine, "checkpoints") else [BASE] + sorted(engine.base.model.peft_config)
-    for k in range(5):  # warm-up: allocator pools, first-call caches
-        "".join(engine.stream(ids[k % len(ids)], PROMPT, 16))
+    for ck in ids:
+        "".join(engine.stream(ck, PROMPT, 16))
     gc.collect()
     start = rss_mb()
     for k in range(50):
         "".join(engine.stream(ids[k % len(ids)], PROMPT, 16))
     gc.collect()
     end = rss_mb()
-    res.update(rss_backend=engine.backend, rss_loaded_mb=start, rss_after_50_mb=end, rss_growth_mb=end - start,
-               rss_peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"rss_backend": engine.backend, "rss_loaded_mb": start, "rss_after_50_mb": end,
+            "rss_growth_mb": end - start, "rss_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def bench_memory(res: dict) -> None:
+    res.update(_child("memory_child"))
 
 
 BENCHES = {"live": bench_live, "switch": bench_switch, "eval": bench_eval, "ui": bench_ui,

@@ -25,8 +25,8 @@ FRONTIER_COLUMNS = ["checkpoint_id", "lambda_safe", "lambda_helpful", "is_base",
 
 
 def frontier_frame(table: pd.DataFrame) -> pd.DataFrame:
-    """checkpoint_table rows (only the columns drawn: every layer embeds its data in the spec, and the
-    recipe JSON would dominate it) + a `status` column (base / Pareto-optimal / dominated)."""
+    """checkpoint_table rows, only the columns drawn (the data is embedded in the spec), + a `status`
+    column (base / Pareto-optimal / dominated)."""
     df = table[FRONTIER_COLUMNS].copy()
     df["status"] = [STATUS["base"] if b else STATUS["pareto"] if p else STATUS["dominated"]
                     for b, p in zip(df["is_base"], df["pareto"])]
@@ -58,12 +58,16 @@ def frontier(table: pd.DataFrame, epsilon: float | None = None, best: str | None
                alt.Tooltip("status:N"), alt.Tooltip("violation_rate:Q", format=".1%"), alt.Tooltip("violation_lo:Q", format=".1%"),
                alt.Tooltip("violation_hi:Q", format=".1%"), alt.Tooltip("over_refusal_rate:Q", format=".1%"),
                alt.Tooltip("over_refusal_lo:Q", format=".1%"), alt.Tooltip("over_refusal_hi:Q", format=".1%")]
-    layers = []
+    layers, params = [], []
     if epsilon is not None:
-        shade = pd.DataFrame({"x": [epsilon], "x2": [1.0], "label": [f"infeasible: violation > {epsilon:.0%}"]})
-        layers.append(alt.Chart(shade).mark_rect(color="#d62728", opacity=0.08).encode(
+        # ε is a Vega-Lite parameter, not baked into the data: the dashboard caches this spec and only
+        # sets the parameter when the ε slider moves (with_params), skipping Altair entirely
+        params.append(alt.param(name="epsilon", value=float(epsilon)))
+        shade = alt.Chart(pd.DataFrame({"x2": [1.0]})).transform_calculate(
+            x="epsilon", label="'infeasible: violation > ' + format(epsilon, '.0%')")
+        layers.append(shade.mark_rect(color="#d62728", opacity=0.08).encode(
             x=alt.X("x:Q", scale=UNIT), x2=alt.X2("x2"), tooltip=[alt.Tooltip("label:N")]))
-        layers.append(alt.Chart(shade).mark_rule(color="#d62728", strokeDash=[4, 4]).encode(x=alt.X("x:Q", scale=UNIT)))
+        layers.append(shade.mark_rule(color="#d62728", strokeDash=[4, 4]).encode(x=alt.X("x:Q", scale=UNIT)))
     layers += [
         rows.mark_rule(color="#888", opacity=0.6).encode(x=alt.X("violation_lo:Q", scale=UNIT), x2=alt.X2("violation_hi"),
                                                          y=y),
@@ -82,15 +86,27 @@ def frontier(table: pd.DataFrame, epsilon: float | None = None, best: str | None
         rows.mark_text(align="left", dx=8, dy=10, fontSize=11, color="#555").encode(
             x=x, y=y, text=alt.Text("checkpoint_id:N")).transform_filter(_where("is_base", True)),
     ]
-    if best is not None:
+    if best is not None:  # the ringed checkpoint is a parameter too ("" rings none)
+        params.append(alt.param(name="best", value=best))
         layers.append(rows.mark_point(size=600, strokeWidth=2.5, color="#2ca02c").encode(x=x, y=y)
-                      .transform_filter(_where("checkpoint_id", best)))
-    return alt.layer(*layers, data=df).properties(height=460)
+                      .transform_filter("datum.checkpoint_id == best"))
+    chart = alt.layer(*layers, data=df).properties(height=460)
+    return chart.add_params(*params) if params else chart
+
+
+def with_params(spec: dict, **values) -> dict:
+    """A copy of a Vega-Lite spec with the named top-level parameters set (e.g. a cached frontier spec
+    with the ε the slider now shows). Unknown names are an error, not silently ignored."""
+    known = {p["name"] for p in spec.get("params", [])}
+    if missing := set(values) - known:
+        raise KeyError(f"chart has no parameter(s) {sorted(missing)}; it has {sorted(known)}")
+    return {**spec, "params": [{**p, "value": values[p["name"]]} if p["name"] in values else p
+                               for p in spec.get("params", [])]}
 
 
 def heatmap(table: pd.DataFrame, metric: str, title: str, fmt: str = ".0%") -> alt.LayerChart:
     """One metric over the (λ_safe, λ_helpful) grid of trained checkpoints (the base is not on the grid)."""
-    df = table[~table["is_base"]].copy()
+    df = table.loc[~table["is_base"], ["checkpoint_id", "lambda_safe", "lambda_helpful", metric]]  # only what is drawn
     rate = fmt.endswith("%")
     scale = alt.Scale(scheme="orangered", domain=[0, 1]) if rate else alt.Scale(scheme="orangered")
     x = alt.X("lambda_helpful:O", title="λ_helpful", axis=alt.Axis(labelAngle=0))
@@ -112,16 +128,17 @@ def category_bars(rates: pd.DataFrame, title: str) -> alt.LayerChart:
     order = df.sort_values(["rate", "category"], ascending=[False, True])["category"].tolist()
     # one explicit order shared by every layer; every label shown (no overlap thinning)
     y = alt.Y("category:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=200))
-    bars = alt.Chart(df).mark_bar(opacity=0.8).encode(
+    bars = alt.Chart().mark_bar(opacity=0.8).encode(
         x=alt.X("rate:Q", title=title, scale=UNIT, axis=RATE_AXIS), y=y,
         color=alt.Color("metric:N", legend=None, scale=alt.Scale(domain=["violation", "refusal"],
                                                                  range=["#d62728", "#ff7f0e"])),
-        tooltip=["category:N", "kind:N", alt.Tooltip("rate:Q", format=".1%"), alt.Tooltip("lo:Q", format=".1%"),
-                 alt.Tooltip("hi:Q", format=".1%"), "k:Q", "n:Q"])
-    ci = alt.Chart(df).mark_rule(color="black").encode(x=alt.X("lo:Q", scale=UNIT), x2="hi:Q", y=y)
-    text = alt.Chart(df).mark_text(align="left", dx=4, color="#444").encode(x=alt.X("hi:Q", scale=UNIT), y=y,
-                                                                             text="label:N")
-    return alt.layer(bars, ci, text).properties(height=70 + 28 * len(df))  # the height includes the x axis
+        tooltip=[alt.Tooltip("category:N"), alt.Tooltip("kind:N"), alt.Tooltip("rate:Q", format=".1%"),
+                 alt.Tooltip("lo:Q", format=".1%"), alt.Tooltip("hi:Q", format=".1%"), alt.Tooltip("k:Q"),
+                 alt.Tooltip("n:Q")])
+    ci = alt.Chart().mark_rule(color="black").encode(x=alt.X("lo:Q", scale=UNIT), x2=alt.X2("hi"), y=y)
+    text = alt.Chart().mark_text(align="left", dx=4, color="#444").encode(x=alt.X("hi:Q", scale=UNIT), y=y,
+                                                                          text=alt.Text("label:N"))
+    return alt.layer(bars, ci, text, data=df).properties(height=70 + 28 * len(df))  # the height includes the x axis
 
 
 def confusion_frame(confusion: str | dict) -> pd.DataFrame:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import torch
+
 from . import llamacpp
 from .config import ConfigError, ModelConfig
 from .generate import stream
@@ -58,6 +60,12 @@ def load(checkpoints: Path, cfg: ModelConfig, backend: str | None = None, progre
         return TorchLive(attach_adapters(base, discover(checkpoints, base)))
     from transformers import AutoConfig, AutoTokenizer
 
+    # llama.cpp and torch share one OpenMP runtime (both load libgomp.so.1). Once torch has started its
+    # own worker threads there are more OpenMP threads than cores, and libgomp then cuts its spin-waits
+    # short: llama.cpp's per-operation barriers start sleeping and decoding runs at half speed
+    # (measured 81 → 37 tok/s, bench/NOTES.md). What torch still does in a process serving the live
+    # view (the embedding judge on one answer) is tiny, so it runs on one thread there.
+    torch.set_num_threads(1)
     path = provision(cfg, progress=progress)
     fingerprint = fingerprint_of(path)
     adapters = {}

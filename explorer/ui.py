@@ -221,10 +221,14 @@ def _chart_spec(builder: str, *args) -> dict:
     return getattr(charts, builder)(*args).to_dict()
 
 
-def chart(builder, *args, where=st) -> None:
+def chart(builder, *args, where=st, params: dict | None = None) -> None:
     """Draw a chart from explorer/charts.py. Its Vega-Lite spec is cached on the builder's inputs, so a
-    rerun that leaves them unchanged (another widget moved) skips Altair, which costs 30-70 ms a chart."""
-    where.vega_lite_chart(_chart_spec(builder.__name__, *args), width="stretch")
+    rerun that leaves them unchanged (another widget moved) skips Altair, which costs 30-70 ms a chart;
+    `params` sets the chart's Vega-Lite parameters on the cached spec (a slider the chart follows)."""
+    from .charts import with_params
+
+    spec = _chart_spec(builder.__name__, *args)
+    where.vega_lite_chart(with_params(spec, **params) if params else spec, width="stretch")
 
 
 

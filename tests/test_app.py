@@ -44,14 +44,25 @@ def test_empty_store_shows_a_friendly_message(app_env, monkeypatch, tmp_path, na
     assert "No evaluation yet: run `python -m explorer eval`" in texts(at)
 
 
+def frontier_params(at: AppTest) -> dict:
+    """The parameter values of the page's first Vega-Lite chart (the frontier), as the browser gets them."""
+    import json
+
+    chart = at.get("vega_lite_chart")[0]
+    return {p["name"]: p["value"] for p in json.loads(chart.proto.spec)["params"]}
+
+
 def test_epsilon_slider_names_the_most_helpful_feasible_checkpoint(app_env):
     at = open_page("tradeoff_map", judge="keyword")
     at.slider[0].set_value(0.25).run()
     assert "**s1-h0**" in at.success[0].value  # only s1-h0 (2/12 violations) is under 25%
     at.slider[0].set_value(0.4).run()
     assert "**s1-h1**" in at.success[0].value  # s1-h1 (4/12) now feasible and refuses fewer benign prompts
+    # the frontier's spec is cached; the slider reaches it through the chart's parameters
+    assert frontier_params(at) == {"epsilon": 0.4, "best": "s1-h1"}
     at.slider[0].set_value(0.05).run()
     assert not at.success and "No checkpoint has a violation rate of at most 5%" in at.warning[0].value
+    assert frontier_params(at) == {"epsilon": 0.05, "best": ""}
     assert not at.exception
 
 

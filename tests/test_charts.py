@@ -45,17 +45,29 @@ def test_frontier_statuses_and_layers():
     assert status["base"] == charts.STATUS["base"]
     assert status["s1-h1"] == charts.STATUS["dominated"]  # s1-h0 beats it on both rates
     assert {status["s0-h0"], status["s0-h1"], status["s1-h0"]} == {charts.STATUS["pareto"]}
-    [shade] = layer_data(chart, "rect")
-    assert shade["x"].tolist() == [0.25] and shade["x2"].tolist() == [1.0]  # violation > ε is infeasible
+    params = {p["name"]: p["value"] for p in spec["params"]}
+    assert params == {"epsilon": 0.25, "best": "s1-h0"}
+    [shade] = [layer for layer in spec["layer"] if layer["mark"]["type"] == "rect"]
+    assert {"calculate": "epsilon", "as": "x"} in shade["transform"]  # violation > ε is infeasible: x from ε to 1
+    assert shade["encoding"]["x2"]["field"] == "x2"
     [line] = layer_data(chart, "line")
     assert set(line["checkpoint_id"]) == set(t.loc[t["pareto"], "checkpoint_id"])
-    ring = [d for d in layer_data(chart, "point") if len(d) == 1]
-    assert ring and ring[0]["checkpoint_id"].tolist() == ["s1-h0"]
+    [ring] = [layer for layer in spec["layer"] if {"filter": "datum.checkpoint_id == best"} in layer.get("transform", [])]
+    assert ring["mark"]["size"] == 600
     # interval bars: one horizontal (violation lo→hi) and one vertical (over-refusal lo→hi) rule layer
     rules = [layer.encoding.to_dict() for layer in chart.layer
              if (layer.mark if isinstance(layer.mark, str) else layer.mark.type) == "rule"]
     assert any(r.get("x2", {}).get("field") == "violation_hi" for r in rules)
     assert any(r.get("y2", {}).get("field") == "over_refusal_hi" for r in rules)
+
+
+def test_with_params_sets_values_on_a_copy():
+    spec = charts.frontier(table(), epsilon=0.25, best="s1-h0").to_dict()
+    moved = charts.with_params(spec, epsilon=0.4, best="")
+    assert {p["name"]: p["value"] for p in moved["params"]} == {"epsilon": 0.4, "best": ""}
+    assert {p["name"]: p["value"] for p in spec["params"]} == {"epsilon": 0.25, "best": "s1-h0"}  # untouched
+    with pytest.raises(KeyError, match="no parameter"):
+        charts.with_params(spec, epsilonn=0.3)
 
 
 def test_frontier_without_epsilon_has_no_shading():

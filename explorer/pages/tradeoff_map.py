@@ -26,7 +26,9 @@ else:
                f"(λ_safe {best['lambda_safe']:g}, λ_helpful {best['lambda_helpful']:g}) — violation "
                f"{ui.pct(best['violation_rate'])}, over-refusal {ui.pct(best['over_refusal_rate'])}.")
 
-ui.chart(charts.frontier, table, epsilon, None if best is None else best["checkpoint_id"])
+# the chart is built once per table; ε and the ringed checkpoint are its parameters, set per rerun
+ui.chart(charts.frontier, table, ui.DEFAULT_EPSILON, "",
+         params={"epsilon": epsilon, "best": "" if best is None else best["checkpoint_id"]})
 
 st.subheader("Each rate over the λ grid")
 st.caption("Rows: λ_safe, the weight on refusing harmful prompts (higher going up). Columns: λ_helpful, the "
