@@ -54,16 +54,26 @@ def _engine():
     return recipe, attach_adapters(base, infos), infos
 
 
-def _child(name: str) -> dict:
-    """Run bench.run.<name>() in a fresh interpreter and return its dict: torch and llama.cpp share one
-    OpenMP runtime, and torch's threads slow llama.cpp for the rest of a process (explorer/live.py), so
-    each side is measured in a process of its own, as each would run."""
-    code = f"import json; from bench.run import {name}; print('RESULT ' + json.dumps({name}()))"
+def _child(code: str) -> dict:
+    """Run `code` (which prints 'RESULT <json>') in a fresh interpreter and return that dict. Every bench
+    runs in a process of its own: torch and llama.cpp share one OpenMP runtime, and loading the llama.cpp
+    engine makes torch single-threaded (explorer/live.py), which must not leak into the next figure."""
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
-        raise RuntimeError(f"bench child {name} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"bench child failed: {code}\n{out.stderr[-3000:]}")
     return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def _call(name: str) -> dict:
+    """bench.run.<name>() in a child process."""
+    return _child(f"import json; from bench.run import {name}; print('RESULT ' + json.dumps({name}()))")
+
+
+def _bench(name: str) -> dict:
+    """BENCHES[name] in a child process: the keys it adds to the results."""
+    return _child("import json; from bench.run import BENCHES; r = {}; "
+                  f"BENCHES[{name!r}](r); print('RESULT ' + json.dumps(r, default=float))")
 
 
 def _stream_timing(engine, checkpoint: str, n_new: int) -> tuple[float, float]:
@@ -108,19 +118,29 @@ def live_torch_child() -> dict:
 
 
 def live_llamacpp_child() -> dict:
-    """The llama.cpp live path as the dashboard loads it, and llama.cpp on the bare base GGUF (no adapter)."""
-    from llama_cpp import Llama
-
+    """The llama.cpp live path as the dashboard loads it."""
     from explorer import live
     from explorer.config import load_recipe
-    from explorer.model import find_gguf
 
     recipe = load_recipe(ROOT / "configs" / "default.yaml")
     engine = live.load(ROOT / "checkpoints" / recipe.sweep.name, recipe.model, backend="llamacpp")
     t, first = _stream_timing(engine, LIVE_CHECKPOINT, LIVE_TOKENS)
-    llm = Llama(model_path=str(find_gguf()), n_ctx=engine.max_context, n_batch=512, n_threads=os.cpu_count(),
-                verbose=False)
-    ids = engine.encode(PROMPT, None, LIVE_TOKENS)
+    return {"live_llamacpp_tok_s": LIVE_TOKENS / t, "live_llamacpp_first_token_s": first}
+
+
+def llamacpp_bare_child() -> dict:
+    """llama.cpp on the same base GGUF and prompt tokens with no adapter, straight through llama-cpp-python
+    (own process: a second llama.cpp context in the engine's process would share its OpenMP threads)."""
+    from llama_cpp import Llama
+    from transformers import AutoTokenizer
+
+    from explorer.config import load_recipe
+    from explorer.model import chat_prompt, find_gguf, provision
+
+    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    tok = AutoTokenizer.from_pretrained(provision(recipe.model, progress=False))
+    ids = tok(chat_prompt(tok, PROMPT), add_special_tokens=False)["input_ids"]
+    llm = Llama(model_path=str(find_gguf()), n_ctx=8192, n_batch=512, n_threads=os.cpu_count(), verbose=False)
 
     def bare():
         llm.reset()
@@ -128,8 +148,7 @@ def live_llamacpp_child() -> dict:
             if k + 1 >= LIVE_TOKENS:
                 break
 
-    return {"live_llamacpp_tok_s": LIVE_TOKENS / t, "live_llamacpp_first_token_s": first,
-            "llamacpp_base_tok_s": LIVE_TOKENS / _timed(bare, 2)}
+    return {"llamacpp_base_tok_s": LIVE_TOKENS / _timed(bare, 2)}
 
 
 def bench_live(res: dict) -> None:
@@ -137,10 +156,11 @@ def bench_live(res: dict) -> None:
     naive fp32 `generate` and vs llama.cpp running the bare base GGUF."""
     from explorer import llamacpp
 
-    res.update(_child("live_torch_child"))
+    res.update(_call("live_torch_child"))
     live_name = "llamacpp" if llamacpp.available() else "torch"
     if live_name == "llamacpp":
-        res.update(_child("live_llamacpp_child"))
+        res.update(_call("live_llamacpp_child"))
+        res.update(_call("llamacpp_bare_child"))
         res["live_vs_llamacpp"] = res["live_llamacpp_tok_s"] / res["llamacpp_base_tok_s"]
         res.pop("llamacpp_note", None)
     else:
@@ -330,7 +350,7 @@ def memory_child() -> dict:
 
 
 def bench_memory(res: dict) -> None:
-    res.update(_child("memory_child"))
+    res.update(memory_child())
 
 
 BENCHES = {"live": bench_live, "switch": bench_switch, "eval": bench_eval, "ui": bench_ui,
@@ -344,8 +364,8 @@ TARGETS = {"live_speedup": ">= 2.7", "live_vs_llamacpp": ">= 0.5", "first_token_
 def main(only: list[str] | None = None) -> int:
     res = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for name in only or list(BENCHES):
-        print(f"running {name} ...", flush=True)
-        BENCHES[name](res)
+        print(f"running {name} (in a fresh process) ...", flush=True)
+        res.update(_bench(name))
     res["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     res["machine"] = _machine()
     tmp = RESULTS.with_suffix(".tmp")

@@ -82,7 +82,9 @@ def test_unknown_backend_is_a_clear_error(recipe, monkeypatch):
 def engine(recipe, sweep_subset):
     if not llamacpp.available():
         pytest.skip("llama-cpp-python not installed (make fast-live)")
-    return live.load(sweep_subset, recipe.model, backend="llamacpp")
+    threads = torch.get_num_threads()
+    yield live.load(sweep_subset, recipe.model, backend="llamacpp")
+    torch.set_num_threads(threads)  # loading it made torch single-threaded (live.load); not for later tests
 
 
 def _llama_logits(engine, checkpoint: str, prompt: str) -> np.ndarray:
@@ -169,3 +171,9 @@ def test_an_abandoned_stream_releases_the_engine(engine):
     next(it)
     del it
     assert "".join(engine.stream("base", "What is 2 + 2?", 8)).strip()
+
+
+@needs_llamacpp
+def test_serving_llamacpp_keeps_torch_off_its_cores(engine):
+    """torch's own worker threads would make the shared OpenMP runtime throttle llama.cpp (live.load)."""
+    assert torch.get_num_threads() == 1
