@@ -1,5 +1,5 @@
-"""The engine behind the live view: llama.cpp when it is installed and the base is the default GGUF
-(fast at batch 1, explorer/llamacpp.py), else PyTorch with every adapter attached (generate.py).
+"""The engine behind the live view: on a CPU, llama.cpp when it is installed and the base is the default
+GGUF (fast at batch 1, explorer/llamacpp.py); else PyTorch with every adapter attached (generate.py).
 
 Both answer `stream(checkpoint, prompt, max_new_tokens)` greedily and serialise requests, so any
 number of dashboard sessions can share one engine. EXPLORER_LIVE_BACKEND=torch|llamacpp forces one.
@@ -16,7 +16,7 @@ import torch
 from . import llamacpp
 from .config import ConfigError, ModelConfig
 from .generate import stream
-from .model import DEFAULT_BASE, Base
+from .model import DEFAULT_BASE, Base, pick_device
 
 BACKENDS = ("auto", "llamacpp", "torch")
 LLAMACPP_PIN = "llama-cpp-python==0.3.36"
@@ -45,8 +45,9 @@ def choose_backend(cfg: ModelConfig, requested: str | None = None) -> str:
             raise ConfigError(f"the llama.cpp live backend serves the default GGUF base only, not "
                               f"{cfg.base_model!r}; set EXPLORER_LIVE_BACKEND=torch")
         return "llamacpp"
-    if requested == "auto":
-        return "llamacpp" if llamacpp.available() and cfg.base_model == DEFAULT_BASE else "torch"
+    if requested == "auto":  # llama.cpp is built for the CPU here; on a GPU, PyTorch (CUDA, bf16) serves
+        cpu = pick_device(cfg).type == "cpu"
+        return "llamacpp" if cpu and llamacpp.available() and cfg.base_model == DEFAULT_BASE else "torch"
     return "torch"
 
 

@@ -76,6 +76,8 @@ def test_unknown_backend_is_a_clear_error(recipe, monkeypatch):
     with pytest.raises(ConfigError, match="live backend 'vllm' is not one of auto, llamacpp, torch"):
         live.choose_backend(recipe.model)
     assert live.choose_backend(dataclasses.replace(recipe.model, base_model="/some/hf/model"), "auto") == "torch"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU serves through PyTorch
+    assert live.choose_backend(recipe.model, "auto") == "torch"
 
 
 @pytest.fixture(scope="module")
