@@ -5,14 +5,13 @@ with split_prompts as (
     select id, suite, category, kind from ev.prompts where split = $split
 ),
 judged as (
-    select g.checkpoint_id, g.prompt_id, p.suite, p.category, p.kind, j.label
-    from ev.generations g
-    join ev.checkpoints c on c.id = g.checkpoint_id and c.fingerprint = g.checkpoint_fp
-    join split_prompts p on p.id = g.prompt_id
-    join ev.judgments j
-      on j.checkpoint_fp = g.checkpoint_fp and j.prompt_id = g.prompt_id and j.gen_key = g.gen_key
-     and j.judge = $judge and j.judge_version = $judge_version
-    where g.gen_key = $gen_key
+    -- a judgment carries the fingerprint, prompt and generation key of the response it labels, so the
+    -- (wide) generations table need not be joined: 42 → 16 ms at 100k responses (bench/NOTES.md)
+    select c.id as checkpoint_id, j.prompt_id, p.suite, p.category, p.kind, j.label
+    from ev.judgments j
+    join ev.checkpoints c on c.fingerprint = j.checkpoint_fp
+    join split_prompts p on p.id = j.prompt_id
+    where j.judge = $judge and j.judge_version = $judge_version and j.gen_key = $gen_key
 ),
 complete as (
     select checkpoint_id from judged group by checkpoint_id
