@@ -71,12 +71,17 @@ def validate_adapter(directory: Path, base_fingerprint: str) -> dict:
     return manifest
 
 
+def finished_runs(sweep_root: Path, base_fingerprint: str) -> list[tuple[Path, dict]]:
+    """(directory, manifest) of every finished run under sweep_root, each checked by validate_adapter."""
+    return [(d.parent, validate_adapter(d.parent, base_fingerprint))
+            for d in sorted(Path(sweep_root).glob("*/manifest.json"))]
+
+
 def discover(sweep_root: Path, base: Base) -> list[CheckpointInfo]:
     """The base model plus every finished run under sweep_root (a sweep directory)."""
     infos = [CheckpointInfo(BASE_ID, None, f"base-{base.fingerprint}", 0.0, 0.0, {"base_model": base.name})]
-    for d in sorted(Path(sweep_root).glob("*/manifest.json")):
-        m = validate_adapter(d.parent, base.fingerprint)
-        infos.append(CheckpointInfo(d.parent.name, d.parent, m["adapter_sha256"][:16], float(m["lambda_safe"]),
+    for d, m in finished_runs(sweep_root, base.fingerprint):
+        infos.append(CheckpointInfo(d.name, d, m["adapter_sha256"][:16], float(m["lambda_safe"]),
                                     float(m["lambda_helpful"]), m))
     return infos
 

@@ -19,7 +19,6 @@ from .generate import stream
 from .model import DEFAULT_BASE, Base, pick_device
 
 BACKENDS = ("auto", "llamacpp", "torch")
-LLAMACPP_PIN = "llama-cpp-python==0.3.36"
 
 
 @dataclass(frozen=True)
@@ -39,8 +38,8 @@ def choose_backend(cfg: ModelConfig, requested: str | None = None) -> str:
                           "(set EXPLORER_LIVE_BACKEND accordingly)")
     if requested == "llamacpp":
         if not llamacpp.available():
-            raise ConfigError(f"the llama.cpp live backend needs llama-cpp-python: pip install {LLAMACPP_PIN} "
-                              "(~8 min to compile), or set EXPLORER_LIVE_BACKEND=torch")
+            raise ConfigError("the llama.cpp live backend needs llama-cpp-python: run `make fast-live` "
+                              "(compiles it, 10-20 min), or set EXPLORER_LIVE_BACKEND=torch")
         if cfg.base_model != DEFAULT_BASE:
             raise ConfigError(f"the llama.cpp live backend serves the default GGUF base only, not "
                               f"{cfg.base_model!r}; set EXPLORER_LIVE_BACKEND=torch")
@@ -53,7 +52,7 @@ def choose_backend(cfg: ModelConfig, requested: str | None = None) -> str:
 
 def load(checkpoints: Path, cfg: ModelConfig, backend: str | None = None, progress: bool = False):
     """The base model plus every finished adapter under `checkpoints`, ready to stream from."""
-    from .evaluate import attach_adapters, discover, validate_adapter
+    from .evaluate import attach_adapters, discover, finished_runs
     from .model import find_gguf, fingerprint_of, load_base, provision
 
     if choose_backend(cfg, backend) == "torch":
@@ -68,11 +67,7 @@ def load(checkpoints: Path, cfg: ModelConfig, backend: str | None = None, progre
     # view (the embedding judge on one answer) is tiny, so it runs on one thread there.
     torch.set_num_threads(1)
     path = provision(cfg, progress=progress)
-    fingerprint = fingerprint_of(path)
-    adapters = {}
-    for manifest in sorted(Path(checkpoints).glob("*/manifest.json")):
-        m = validate_adapter(manifest.parent, fingerprint)
-        adapters[manifest.parent.name] = (manifest.parent, m["adapter_sha256"])
+    adapters = {d.name: (d, m["adapter_sha256"]) for d, m in finished_runs(checkpoints, fingerprint_of(path))}
     max_context = cfg.max_context or int(AutoConfig.from_pretrained(path).max_position_embeddings)
     return llamacpp.load_engine(find_gguf(), adapters, AutoTokenizer.from_pretrained(path), max_context,
                                 progress=progress)

@@ -25,9 +25,9 @@ import numpy as np
 
 from .atomic import stale_temps
 from .config import ConfigError
+from .generate import BASE_ID, PromptTooLong
 from .model import CACHE_DIR, chat_prompt
 
-BASE_ID = "base"
 _DONE = object()  # end of one request's pieces
 ADAPTER_CACHE = CACHE_DIR / "gguf-lora"
 CONVERTER_VERSION = "1"  # bump when the conversion changes: cached adapters are keyed on it
@@ -164,8 +164,6 @@ class LlamaCppEngine:
         self._active = checkpoint
 
     def encode(self, prompt: str, system: str | None, max_new_tokens: int) -> list[int]:
-        from .generate import PromptTooLong
-
         ids = self.tokenizer(chat_prompt(self.tokenizer, prompt, system), add_special_tokens=False)["input_ids"]
         budget = self.max_context - max_new_tokens
         if len(ids) > budget:
