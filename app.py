@@ -30,7 +30,11 @@ try:
             st.toggle("Human labels override the judge", key="use_human",
                       help="Where a reviewer relabelled a response (Judges page), count the reviewer's label instead "
                            "of the judge's.")
-        st.caption(f"Store: `{ui.paths().eval_db.name}` · new results show on the next interaction after they commit")
+        if len(sets := ui.prompt_sets()) > 1:
+            st.selectbox("Prompt set", sets, key="prompt_set", format_func=ui.prompt_set_label,
+                         help="The shipped test split, or a suite you imported with `eval --suite-file` (kept "
+                              "apart: importing never changes the shipped figures).")
+        st.caption(ui.evaluation_caption())
     page.run()
 except StoreError as e:  # e.g. an evaluation holding the store for longer than the retry window
     st.error(f"The results store cannot be read right now: {e}")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from explorer.config import DEFAULT_RECIPE
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results.json"
 PROMPT = "Explain how a refrigerator keeps food cold, step by step."
@@ -44,13 +46,14 @@ def _timed(fn, repeat: int = 1) -> float:
 
 
 def _engine():
+    from explorer.checkpoints import discover, sweep_dir
     from explorer.config import load_recipe
-    from explorer.evaluate import attach_adapters, discover
+    from explorer.evaluate import attach_adapters
     from explorer.model import load_base
 
-    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    recipe = load_recipe(DEFAULT_RECIPE)
     base = load_base(recipe.model, progress=False)
-    infos = discover(ROOT / "checkpoints" / recipe.sweep.name, base)
+    infos = discover(sweep_dir(recipe.sweep.name), base)
     return recipe, attach_adapters(base, infos), infos
 
 
@@ -101,7 +104,7 @@ def live_torch_child() -> dict:
     from explorer.generate import encode_chat
     from explorer.model import provision
 
-    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    recipe = load_recipe(DEFAULT_RECIPE)
     engine = live.load(ROOT / "checkpoints" / recipe.sweep.name, recipe.model, backend="torch")
     fp32 = AutoModelForCausalLM.from_pretrained(provision(recipe.model, progress=False), dtype=torch.float32).eval()
     enc = encode_chat(engine.base, [PROMPT], None, LIVE_TOKENS)
@@ -122,7 +125,7 @@ def live_llamacpp_child() -> dict:
     from explorer import live
     from explorer.config import load_recipe
 
-    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    recipe = load_recipe(DEFAULT_RECIPE)
     engine = live.load(ROOT / "checkpoints" / recipe.sweep.name, recipe.model, backend="llamacpp")
     t, first = _stream_timing(engine, LIVE_CHECKPOINT, LIVE_TOKENS)
     return {"live_llamacpp_tok_s": LIVE_TOKENS / t, "live_llamacpp_first_token_s": first}
@@ -137,7 +140,7 @@ def llamacpp_bare_child() -> dict:
     from explorer.config import load_recipe
     from explorer.model import chat_prompt, find_gguf, provision
 
-    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    recipe = load_recipe(DEFAULT_RECIPE)
     tok = AutoTokenizer.from_pretrained(provision(recipe.model, progress=False))
     ids = tok(chat_prompt(tok, PROMPT), add_special_tokens=False)["input_ids"]
     llm = Llama(model_path=str(find_gguf()), n_ctx=8192, n_batch=512, n_threads=os.cpu_count(), verbose=False)
@@ -182,7 +185,7 @@ def bench_switch(res: dict) -> None:
 
     t_cache = min(timed_load(ModelConfig()) for _ in range(2))
     t_gguf = timed_load(ModelConfig(), from_gguf=True)
-    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    recipe = load_recipe(DEFAULT_RECIPE)
     sweep = ROOT / "checkpoints" / recipe.sweep.name
     engines = {"torch": live.load(sweep, recipe.model, backend="torch")}
     if live.choose_backend(recipe.model) == "llamacpp":
@@ -222,66 +225,83 @@ def bench_eval(res: dict) -> None:
 
 
 def bench_ui(res: dict) -> None:
-    """Dashboard at scale: a synthetic store (100k generations, 25 checkpoints).
-
-    - cold: each query the pages run, the first time after a commit (direct calls of explorer.queries);
-    - slider: what a slider change costs in data access: the store stamp plus the cached query (the
-      dashboard keys its cache on the stamp, so an unchanged store reruns no SQL);
-    - rerun: a whole AppTest rerun of the trade-off map and the operating-point page after moving a
-      slider (script, queries, charts; AppTest adds its own overhead on top of a real server's)."""
-    from streamlit.testing.v1 import AppTest
-
+    """Dashboard at scale: a synthetic store (100k generations, 25 checkpoints); see the three parts."""
     from bench.synthetic_store import build
-    from explorer import metrics, queries, store, ui
 
     with tempfile.TemporaryDirectory() as d:
         db, reviews, judge = build(Path(d), n_checkpoints=25, n_prompts=4000)
-        a, b = "s0-h0", "s4-h4"
-        cold = {
-            "checkpoint_table": lambda: queries.checkpoint_table(judge, db, reviews=reviews),
-            "outcomes": lambda: queries.outcomes(judge, db, reviews=reviews),
-            "responses(flips)": lambda: metrics.flips(queries.responses(a, b, judge, db, reviews=reviews)),
-            "judge_metrics": lambda: queries.judge_metrics(db, reviews),
-        }
-        res["ui_cold_query_ms"] = {name: statistics.median([_timed(fn) for _ in range(5)]) * 1000
-                                   for name, fn in cold.items()}
-        res["ui_cold_query_ms_max"] = max(res["ui_cold_query_ms"].values())
-
-        slider = {
-            "checkpoint_table": lambda: ui._checkpoint_table(store.stamp(db, reviews), judge, False, db, reviews),
-            "outcomes": lambda: ui._outcomes(store.stamp(db, reviews), judge, False, db, reviews),
-            "responses(flips)": lambda: metrics.flips(ui._responses(store.stamp(db, reviews), a, b, judge, db,
-                                                                    reviews)),
-            "judge_metrics": lambda: ui._judge_metrics(store.stamp(db, reviews), db, reviews),
-        }
-        for fn in slider.values():
-            fn()  # fill the cache: the first call after a commit is the cold one above
-        res["ui_query_ms"] = {name: statistics.median([_timed(fn) for _ in range(20)]) * 1000
-                              for name, fn in slider.items()}
-        res["ui_query_ms_max"] = max(res["ui_query_ms"].values())
-
-        env = {"EXPLORER_DB": str(db), "EXPLORER_REVIEWS_DB": str(reviews)}
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            reruns = []
-            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
-            for k in range(20):  # ε 0.10 … 0.48
-                t = time.perf_counter()
-                at.slider[0].set_value(0.10 + 0.02 * k).run()
-                reruns.append((time.perf_counter() - t) * 1000)
-            at.switch_page("explorer/pages/operating_point.py").run()
-            for k in range(20):  # λ_safe over the grid's values
-                t = time.perf_counter()
-                at.select_slider[0].set_value(at.select_slider[0].options[k % len(at.select_slider[0].options)]).run()
-                reruns.append((time.perf_counter() - t) * 1000)
-            assert not at.exception, at.exception
-        finally:
-            for k, v in saved.items():
-                os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    reruns.sort()
+        _ui_cold_queries(res, db, reviews, judge)
+        _ui_slider_queries(res, db, reviews, judge)
+        reruns = sorted(_ui_reruns(db, reviews))
     res["ui_rerun_ms_median"] = statistics.median(reruns)
     res["ui_rerun_ms_p95"] = reruns[int(0.95 * (len(reruns) - 1))]
+
+
+UI_PAIR = ("s0-h0", "s4-h4")  # the checkpoint pair of the flips query
+
+
+def _ui_cold_queries(res: dict, db: Path, reviews: Path, judge: str) -> None:
+    """Each query the pages run, the first time after a commit (direct calls of explorer.queries)."""
+    from explorer import metrics, queries
+
+    a, b = UI_PAIR
+    cold = {
+        "checkpoint_table": lambda: queries.checkpoint_table(judge, db, reviews=reviews),
+        "outcomes": lambda: queries.outcomes(judge, db, reviews=reviews),
+        "responses(flips)": lambda: metrics.flips(queries.responses(a, b, judge, db, reviews=reviews)),
+        "judge_metrics": lambda: queries.judge_metrics(db, reviews),
+    }
+    res["ui_cold_query_ms"] = {name: statistics.median([_timed(fn) for _ in range(5)]) * 1000
+                               for name, fn in cold.items()}
+    res["ui_cold_query_ms_max"] = max(res["ui_cold_query_ms"].values())
+
+
+def _ui_slider_queries(res: dict, db: Path, reviews: Path, judge: str) -> None:
+    """What a slider change costs in data access: the store stamp plus the cached query (the dashboard
+    keys its cache on the stamp, so an unchanged store reruns no SQL)."""
+    from explorer import metrics, queries, store, ui
+
+    a, b = UI_PAIR
+    sel = ui.Selection(judge, False, queries.DEFAULT_SPLIT)
+    slider = {
+        "checkpoint_table": lambda: ui._checkpoint_table(store.stamp(db, reviews), sel, db, reviews),
+        "outcomes": lambda: ui._outcomes(store.stamp(db, reviews), sel, db, reviews),
+        "responses(flips)": lambda: metrics.flips(ui._responses(store.stamp(db, reviews), a, b, sel, db, reviews)),
+        "judge_metrics": lambda: ui._judge_metrics(store.stamp(db, reviews), db, reviews),
+    }
+    for fn in slider.values():
+        fn()  # fill the cache: the first call after a commit is the cold one above
+    res["ui_query_ms"] = {name: statistics.median([_timed(fn) for _ in range(20)]) * 1000
+                          for name, fn in slider.items()}
+    res["ui_query_ms_max"] = max(res["ui_query_ms"].values())
+
+
+def _ui_reruns(db: Path, reviews: Path) -> list[float]:
+    """Whole AppTest reruns (ms) of the trade-off map and the operating-point page after moving a slider
+    (script, queries, charts; AppTest adds its own overhead on top of a real server's)."""
+    from streamlit.testing.v1 import AppTest
+
+    env = {"EXPLORER_DB": str(db), "EXPLORER_REVIEWS_DB": str(reviews)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    reruns = []
+    try:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+        for k in range(20):  # ε 0.10 … 0.48
+            t = time.perf_counter()
+            at.slider[0].set_value(0.10 + 0.02 * k).run()
+            reruns.append((time.perf_counter() - t) * 1000)
+        at.switch_page("explorer/pages/operating_point.py").run()
+        options = at.select_slider[0].options
+        for k in range(20):  # λ_safe over the grid's values
+            t = time.perf_counter()
+            at.select_slider[0].set_value(options[k % len(options)]).run()
+            reruns.append((time.perf_counter() - t) * 1000)
+        assert not at.exception, at.exception
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return reruns
 
 
 def bench_refcache(res: dict) -> None:
@@ -292,7 +312,7 @@ def bench_refcache(res: dict) -> None:
     from explorer.suites import load_prompts
     from explorer.train import encode_pairs, reference_logps, train_step_losses
 
-    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    recipe = load_recipe(DEFAULT_RECIPE)
     base = load_base(recipe.model, training=True, progress=False)
     ps = cached_pairs(base, load_prompts(), recipe, progress=False)
     enc = encode_pairs(base.tokenizer, ps, recipe)
@@ -334,7 +354,7 @@ def memory_child() -> dict:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
-    recipe = load_recipe(ROOT / "configs" / "default.yaml")
+    recipe = load_recipe(DEFAULT_RECIPE)
     engine = live.load(ROOT / "checkpoints" / recipe.sweep.name, recipe.model)
     ids = engine.checkpoints if hasattr(engine, "checkpoints") else [BASE] + sorted(engine.base.model.peft_config)
     for ck in ids:

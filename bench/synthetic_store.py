@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 
 from explorer import store
+from explorer.checkpoints import CheckpointInfo
+from explorer.config import DEFAULT_RECIPE, load_recipe
+from explorer.evaluate import gen_key, register
 from explorer.judges import KeywordJudge
-from explorer.queries import gen_key
 
 
 def build(directory: Path, n_checkpoints: int = 25, n_prompts: int = 4000, seed: int = 0):
@@ -25,15 +27,12 @@ def build(directory: Path, n_checkpoints: int = 25, n_prompts: int = 4000, seed:
                             "category": [rng.choice(cats[k]) for k in kinds], "kind": kinds,
                             "expected": ["refuse" if k == "harmful" else "comply" for k in kinds], "split": "test",
                             "text": [f"synthetic prompt {i}" for i in range(n_prompts)]})
-    prompts["grp"] = prompts["id"]
-    key = gen_key()
+    prompts["group"] = prompts["id"]
+    recipe = load_recipe(DEFAULT_RECIPE, {"sweep": {"name": "bench"}})
+    key = gen_key(recipe)
+    register([CheckpointInfo(cid, None if cid == "s0-h0" else directory / cid, f"fp-{cid}", ls, lh,
+                             {"base_fingerprint": "b"}) for cid, ls, lh in cps], prompts, recipe, db)
     with store.writer("eval", db) as con:
-        for cid, ls, lh in cps:
-            con.execute(store.sql("upsert_checkpoint"), {"id": cid, "sweep": "bench", "ls": ls, "lh": lh,
-                                                         "is_base": cid == "s0-h0", "fp": f"fp-{cid}", "bfp": "b",
-                                                         "recipe": "{}", "manifest": "{}"})
-        con.register("incoming_prompts", prompts)
-        con.execute(store.sql("upsert_prompts"))
         for cid, ls, lh in cps:
             p_refuse = np.where(kinds == "harmful", 0.1 + 0.2 * ls, 0.05 + 0.1 * ls - 0.05 * lh).clip(0, 1)
             labels = np.where(rng.random(n_prompts) < p_refuse, "full_refusal", "full_compliance")

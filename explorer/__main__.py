@@ -10,9 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ROOT, ConfigError
-
-DEFAULT_RECIPE = ROOT / "configs" / "default.yaml"
+from .config import DEFAULT_RECIPE, ROOT, ConfigError
 
 
 def _recipe(args):
@@ -46,7 +44,7 @@ def cmd_setup(args) -> int:
 def cmd_suites(args) -> int:
     from .suites import build_prompt_table, counts, write_prompt_table
 
-    df = build_prompt_table(use_embeddings=not args.no_embeddings)
+    df = build_prompt_table()
     write_prompt_table(df)
     print(counts(df).to_string(index=False))
     return 0
@@ -67,13 +65,14 @@ def cmd_train(args) -> int:
     from .model import load_base
     from .pairs import cached_pairs
     from .suites import load_prompts
-    from .sweep import sweep_dir
-    from .train import run_id, train_run
+    from .checkpoints import run_id, sweep_dir
+    from .train import train_run
 
     recipe = _recipe(args)
     base = load_base(recipe.model, training=True)
     ps = cached_pairs(base, load_prompts(), recipe)
-    out = Path(args.out) if args.out else sweep_dir(recipe) / run_id(recipe.loss.lambda_safe, recipe.loss.lambda_helpful)
+    out = Path(args.out) if args.out else sweep_dir(recipe.sweep.name) / run_id(recipe.loss.lambda_safe,
+                                                                                 recipe.loss.lambda_helpful)
     res = train_run(base, ps, recipe, out)
     print(f"saved {res.directory} ({res.manifest['wall_time_s']['total']} s)")
     return 0
@@ -86,43 +85,71 @@ def cmd_sweep(args) -> int:
     if recipe.sweep.target_violation is not None:
         print(f"saved {run_constrained(recipe)}")
         return 0
-    for d in run_sweep(recipe, root=Path(args.root) if args.root else ROOT / "checkpoints"):
+    from .checkpoints import CHECKPOINTS_ROOT
+
+    for d in run_sweep(recipe, root=Path(args.root) if args.root else CHECKPOINTS_ROOT):
         print(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d)
     return 0
 
 
 def cmd_eval(args) -> int:
     from . import store
-    from .evaluate import capability, discover, evaluate, register, attach_adapters
+    from .checkpoints import BASE_ID, discover, manifests, sweep_dir
+    from .evaluate import attach_adapters, capability, evaluate, register
     from .judges import get_judge
     from .model import load_base
     from .suites import import_suite_file, load_prompts, parse_column_map
-    from .sweep import sweep_dir
 
     recipe = _recipe(args)
+    # every input is checked before the model loads or anything is written
     if args.suite_file:
         cmap = parse_column_map(args.columns) if args.columns else None
         prompts = import_suite_file(Path(args.suite_file), args.format, cmap)
-        print(f"{args.suite_file}: {len(prompts)} prompts ({prompts['kind'].value_counts().to_dict()})")
+        print(f"{args.suite_file}: {len(prompts)} prompts ({prompts['kind'].value_counts().to_dict()}), "
+              f"evaluated as their own set '{prompts['split'].iloc[0]}' (never part of the shipped test split)")
     else:
         prompts = load_prompts()
         prompts = prompts[prompts["split"].isin(recipe.eval.splits)]
     judges = [get_judge(n) for n in (args.judge or recipe.eval.judges)]
     if args.limit:
         prompts = prompts.groupby("suite", group_keys=False).head(args.limit)
+    root = Path(args.checkpoints) if args.checkpoints else sweep_dir(recipe.sweep.name)
+    only = set(args.only or ())
+    _check_sweep_dir(root, bool(args.checkpoints), bool(only) and only <= {BASE_ID})
+    if only and (unknown := sorted(only - {BASE_ID, *manifests(root)})):
+        raise ConfigError(f"--only: no checkpoint {', '.join(map(repr, unknown))} in {root}; "
+                          f"found: {', '.join([BASE_ID, *manifests(root)])}")
+    db = Path(args.db) if args.db else store.EVAL_DB
     base = load_base(recipe.model)
-    infos = discover(Path(args.checkpoints) if args.checkpoints else sweep_dir(recipe), base)
-    if args.only:
-        infos = [i for i in infos if i.id in set(args.only)]
-    db = Path(args.db) if args.db else None
-    register(infos, prompts, recipe.sweep.name, db)
+    infos = [i for i in discover(root, base) if not only or i.id in only]
+    # refuses prompts that would rewrite stored ones (then nothing is written)
+    register(infos, prompts, recipe, db, imported=bool(args.suite_file))
     engine = attach_adapters(base, infos)  # one model, every adapter attached and switched by name
     out = evaluate(engine, infos, prompts, recipe, judges, db)
     if not args.suite_file:
         capability(engine, infos, recipe, db)
     print(f"evaluated {len(infos)} checkpoints × {len(prompts)} prompts: {out['generated']} new generations, "
-          f"{out['judged']} new judgments → {db or store.EVAL_DB}")
+          f"{out['judged']} new judgments → {db}")
     return 0
+
+
+def _check_sweep_dir(root: Path, given: bool, base_only: bool) -> None:
+    """A sweep directory that does not exist, or holds no finished run, is an error (not 'base only'),
+    unless only the base model was asked for."""
+    from .checkpoints import CHECKPOINTS_ROOT, manifests
+
+    where = "--checkpoints" if given else f"sweep.name '{root.name}'"
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{where}: {root} is a file; give the sweep's directory (e.g. checkpoints/default)")
+    if base_only:
+        return
+    if not root.is_dir():
+        found = sorted(p.name for p in CHECKPOINTS_ROOT.iterdir() if p.is_dir()) if CHECKPOINTS_ROOT.is_dir() else []
+        raise ConfigError(f"{where}: no sweep directory {root} (sweeps here: {', '.join(found) or 'none'}); "
+                          "train it with `python -m explorer sweep`, or pass --only base")
+    if not manifests(root):
+        raise ConfigError(f"{where}: {root} holds no finished run; finish it with `python -m explorer sweep`, "
+                          "or pass --only base")
 
 
 def cmd_judges(args) -> int:
@@ -137,10 +164,20 @@ def cmd_judges(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from . import queries, store
     from .report import build_report, format_report
 
-    rep = build_report(judge=args.judge, db=Path(args.db) if args.db else None)
-    print(json.dumps(rep, indent=1, default=float) if args.json else format_report(rep))
+    db = Path(args.db) if args.db else store.EVAL_DB
+    if not db.is_file():
+        raise ConfigError(f"{db}: no evaluation store there; run `python -m explorer eval` first, or pass --db "
+                          "with the path of an existing store")
+    rep = build_report(judge=args.judge, db=db, split=args.split)
+    if args.json:
+        print(json.dumps(rep, indent=1, default=float))
+        return 0
+    print(format_report(rep))
+    if others := [s for s in queries.prompt_sets(db) if s != rep["split"] and s not in ("train", "dev")]:
+        print(f"\nother prompt sets in this store (report --split NAME): {', '.join(others)}")
     return 0
 
 
@@ -159,56 +196,65 @@ def cmd_bench(args) -> int:
     return bench_main(args.only)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type for counts where 0 or a negative number would silently mean something else."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value} (leave the option out for no limit)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m explorer", description="Safety-tradeoff explorer")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    # shared options, as parent parsers; SUPPRESS: --debug after the subcommand must not reset one before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    recipe = argparse.ArgumentParser(add_help=False)
+    recipe.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML (default: configs/default.yaml)")
+    recipe.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def with_recipe(sp):
-        sp.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML (default: configs/default.yaml)")
-        sp.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
-        return sp
+    def command(name: str, fn, help: str, takes_recipe: bool = False) -> argparse.ArgumentParser:
+        s = sub.add_parser(name, help=help, parents=[common, recipe] if takes_recipe else [common])
+        s.set_defaults(fn=fn)
+        return s
 
-    s = with_recipe(sub.add_parser("setup", help="provision the base model, build the prompt table, create stores"))
+    s = command("setup", cmd_setup, "provision the base model, build the prompt table, create stores", True)
     s.add_argument("--check-load", action="store_true", help="also load the base model once")
-    s.set_defaults(fn=cmd_setup)
-    s = sub.add_parser("suites", help="rebuild data/prompts.csv (suites, categories, splits)")
-    s.add_argument("--no-embeddings", action="store_true", help="skip embedding near-duplicate detection")
-    s.set_defaults(fn=cmd_suites)
-    with_recipe(sub.add_parser("pairs", help="build (or reuse) the training pairs")).set_defaults(fn=cmd_pairs)
-    s = with_recipe(sub.add_parser("train", help="train one adapter at the recipe's λs"))
+    command("suites", cmd_suites, "rebuild data/prompts.csv (suites, categories, splits)")
+    command("pairs", cmd_pairs, "build (or reuse) the training pairs", True)
+    s = command("train", cmd_train, "train one adapter at the recipe's λs", True)
     s.add_argument("--out", help="output directory (default: checkpoints/<sweep>/<run-id>)")
-    s.set_defaults(fn=cmd_train)
-    s = with_recipe(sub.add_parser("sweep", help="train every grid point (resumable)"))
+    s = command("sweep", cmd_sweep, "train every grid point (resumable)", True)
     s.add_argument("--target-violation", type=float, help="constrained mode: dual ascent on λ_safe toward ε")
     s.add_argument("--root", help="checkpoint root (default: checkpoints/)")
-    s.set_defaults(fn=cmd_sweep)
-    s = with_recipe(sub.add_parser("eval", help="generate + judge every checkpoint on the test split (incremental)"))
-    s.add_argument("--suite-file", help="evaluate on your own suite file instead (CSV/JSONL)")
+    s = command("eval", cmd_eval, "generate + judge every checkpoint on the test split (incremental)", True)
+    s.add_argument("--suite-file", help="evaluate on your own suite file instead (CSV/JSONL), as its own prompt set")
     s.add_argument("--format", default="auto", help="suite file format: auto | xstest | orbench | jbb")
     s.add_argument("--columns", help="column map for other files: text=COL,category=COL[,id=COL][,label=COL]")
     s.add_argument("--checkpoints", help="sweep directory (default: checkpoints/<sweep name>)")
-    s.add_argument("--only", nargs="*", help="evaluate only these checkpoint ids")
+    s.add_argument("--only", nargs="+", help="evaluate only these checkpoint ids")
     s.add_argument("--judge", action="append", help="judge name(s) (default: the recipe's)")
-    s.add_argument("--limit", type=int, help="at most N prompts per suite (quick looks)")
+    s.add_argument("--limit", type=_positive_int, help="at most N prompts per suite (quick looks)")
     s.add_argument("--db", help="store path (default: data/eval.duckdb)")
-    s.set_defaults(fn=cmd_eval)
-    s = sub.add_parser("judges", help="score judges against the human labels (and --train the embedding judge)")
+    s = command("judges", cmd_judges, "score judges against the human labels (and --train the embedding judge)")
     s.add_argument("--train", action="store_true")
     s.add_argument("--db", help="store path")
-    s.set_defaults(fn=cmd_judges)
-    s = sub.add_parser("report", help="print the sweep's figures")
+    s = command("report", cmd_report, "print the sweep's figures")
     s.add_argument("--json", action="store_true")
-    s.add_argument("--judge", default=None, help="judge to report (default: the recipe's primary judge)")
-    s.add_argument("--db", help="store path")
-    s.set_defaults(fn=cmd_report)
-    s = sub.add_parser("app", help="open the dashboard")
+    s.add_argument("--judge", default=None, help="judge to report (default: the evaluation's primary judge)")
+    s.add_argument("--split", default=None,
+                   help="prompt set: test (default) or an imported suite's set, e.g. import:my_suite")
+    s.add_argument("--db", help="store path (default: data/eval.duckdb)")
+    s = command("app", cmd_app, "open the dashboard")
     s.add_argument("--address", default="localhost", help="listen address (default localhost only)")
     s.add_argument("--port", type=int, default=8501)
-    s.set_defaults(fn=cmd_app)
-    s = sub.add_parser("bench", help="run the benchmarks in bench/ and write bench/results.json")
+    s = command("bench", cmd_bench, "run the benchmarks in bench/ and write bench/results.json")
     s.add_argument("--only", nargs="*", help="run only these benchmarks")
-    s.set_defaults(fn=cmd_bench)
     return p
 
 

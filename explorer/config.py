@@ -2,13 +2,16 @@
 
 L_total = L_LM + λ_helpful·L_helpful + λ_safe·L_safe   (see losses.py)
 
-Unknown keys and out-of-range values are errors that name the key and the file (as minGPT does):
-a typo in a recipe must never silently fall back to a default.
+Unknown keys, duplicate keys and out-of-range values are errors that name the key and where the
+value came from (the recipe file or `--set`), as minGPT does: a typo in a recipe must never silently
+fall back to a default. The dataclass defaults equal configs/default.yaml, so an empty recipe is the
+default recipe.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,17 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_RECIPE = ROOT / "configs" / "default.yaml"  # the CPU recipe behind the shipped sweep
 
 
 class ConfigError(ValueError):
     """Bad recipe or bad input: the CLI prints it as one line and exits with code 2."""
+
+
+# A name that becomes one path component (checkpoints/<sweep.name>/, an imported suite's namespace):
+# no separators, no leading dot, so it can never point outside its parent directory.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+OVERRIDE_SOURCE = "--set"
 
 
 @dataclass(frozen=True)
@@ -41,7 +51,7 @@ class LoraConfig:
 @dataclass(frozen=True)
 class LossConfig:
     lambda_safe: float = field(default=1.0, metadata={"help": "λ_safe in L_total = L_LM + λ_helpful·L_helpful + λ_safe·L_safe"})
-    lambda_helpful: float = field(default=1.0, metadata={"help": "λ_helpful in L_total"})
+    lambda_helpful: float = field(default=0.3, metadata={"help": "λ_helpful in L_total"})
     beta: float = field(default=0.1, metadata={"help": "β in the DPO paper: sharpness of the implicit reward"})
     preference: str = field(default="dpo", metadata={"help": "dpo (−log σ(βΔ), gentle) | hinge (max(0, 1 − βΔ), sharp)"})
     severity_weighting: bool = field(default=True, metadata={"help": "weight L_safe per example by the spec's category severity"})
@@ -65,8 +75,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class SweepConfig:
     name: str = "default"
-    lambda_safe: tuple[float, ...] = (0.0, 0.5, 2.0)
-    lambda_helpful: tuple[float, ...] = (0.0, 0.5, 2.0)
+    lambda_safe: tuple[float, ...] = (0.0, 1.0, 3.0)
+    lambda_helpful: tuple[float, ...] = (0.0, 0.1, 0.3)
     launcher: str = "local"  # local | ray
     cpus_per_run: int = 2
     target_violation: float | None = None  # ε for the constrained (dual-ascent) mode
@@ -76,10 +86,10 @@ class SweepConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    max_new_tokens: int = 64
+    max_new_tokens: int = 48
     batch_size: int = 32
     judges: tuple[str, ...] = ("keyword", "embedding")
-    primary_judge: str = "embedding"
+    primary_judge: str = "keyword"
     splits: tuple[str, ...] = ("test",)
 
 
@@ -102,9 +112,60 @@ class Recipe:
         return dataclasses.replace(self, loss=dataclasses.replace(self.loss, **changes))
 
 
-_SECTIONS = {f.name: f.type for f in fields(Recipe) if f.name != "source"}
 _SECTION_CLASSES = {"model": ModelConfig, "lora": LoraConfig, "loss": LossConfig, "train": TrainConfig,
                     "sweep": SweepConfig, "eval": EvalConfig}
+
+# Sane ranges. A value outside them is a typo (`steps: 1.0e+23`, `lambda_safe: 1e300`), never a recipe:
+# refused here rather than discovered hours into a sweep.
+MAX_STEPS = 1_000_000
+MAX_BATCH = 65_536
+MAX_TOKENS = 1_000_000
+MAX_EXAMPLES = 1_000_000
+MAX_RANK = 4096
+MAX_LAMBDA = 1e6
+INT_RANGES = {  # "section.key" → (lowest, highest), both allowed
+    "model.max_context": (0, MAX_TOKENS),  # 0 = read from the model config
+    "lora.r": (1, MAX_RANK), "lora.alpha": (1, MAX_BATCH),
+    "train.steps": (1, MAX_STEPS), "train.warmup_steps": (0, MAX_STEPS), "train.seed": (0, 2**32 - 1),
+    "train.batch_pairs": (1, MAX_BATCH), "train.batch_lm": (1, MAX_BATCH),
+    "train.max_prompt_tokens": (1, MAX_TOKENS), "train.max_response_tokens": (1, MAX_TOKENS),
+    "train.n_safe_pairs": (1, MAX_EXAMPLES), "train.n_helpful_pairs": (1, MAX_EXAMPLES), "train.n_lm": (1, MAX_EXAMPLES),
+    "sweep.cpus_per_run": (1, 4096), "sweep.dual_every": (1, MAX_STEPS),
+    "eval.max_new_tokens": (1, MAX_TOKENS), "eval.batch_size": (1, MAX_BATCH),
+}
+FLOAT_RANGES = {  # "section.key" → (lowest, whether the lowest itself is allowed, highest)
+    "loss.lambda_safe": (0.0, True, MAX_LAMBDA), "loss.lambda_helpful": (0.0, True, MAX_LAMBDA),
+    "sweep.lambda_safe": (0.0, True, MAX_LAMBDA), "sweep.lambda_helpful": (0.0, True, MAX_LAMBDA),
+    "loss.beta": (0.0, False, 1e3), "train.lr": (0.0, False, 10.0), "sweep.dual_lr": (0.0, False, 1e3),
+    "lora.dropout": (0.0, True, 0.99), "sweep.target_violation": (0.0, True, 1.0),
+}
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (plain PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                if key in first_line:
+                    raise DuplicateKeyError(None, None, f"duplicate key {key!r} (first given at line "
+                                            f"{first_line[key]}); give each key once", key_node.start_mark)
+                first_line[key] = key_node.start_mark.line + 1
+            except TypeError:  # unhashable key: the base class reports it
+                pass
+        return super().construct_mapping(node, deep)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
@@ -122,74 +183,77 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true/false, got {value!r}")
         return value
+    if isinstance(value, bool) and (default is None or isinstance(default, (int, float))):  # `true` is not 1
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
     if isinstance(default, float) or (default is None and not isinstance(value, str)):
         try:
             return float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if isinstance(default, int):
         try:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
             return int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
     if isinstance(default, str) and not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value
 
 
-def _build(cls: type, raw: dict[str, Any], section: str, source: str):
+def _label(key: str, source: str, from_set: set[str]) -> str:
+    """Where the value of "section.key" came from: the recipe file, or the --set flag that overrode it."""
+    return f"{OVERRIDE_SOURCE} {key}" if key in from_set else f"{source}: '{key}'"
+
+
+def _build(cls: type, raw: dict[str, Any], section: str, source: str, from_set: set[str]) -> Any:
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in raw.items():
+        where = _label(f"{section}.{key}", source, from_set)
         if key not in known:
-            raise ConfigError(f"{source}: unknown key '{section}.{key}' (known: {', '.join(sorted(known))})")
-        kwargs[key] = _coerce(value, known[key].default, f"{source}: '{section}.{key}'")
+            blame = where if f"{section}.{key}" in from_set else source
+            raise ConfigError(f"{blame}: unknown key '{section}.{key}' (known: {', '.join(sorted(known))})")
+        kwargs[key] = _coerce(value, known[key].default, where)
     return cls(**kwargs)
 
 
-def _check(recipe: Recipe) -> None:
-    src = recipe.source
+def _check(recipe: Recipe, from_set: set[str]) -> None:
+    """Ranges and choices; an error names the file, or the --set flag that gave the value."""
 
     def bad(key: str, msg: str) -> ConfigError:
-        return ConfigError(f"{src}: '{key}' {msg}")
+        return ConfigError(f"{_label(key, recipe.source, from_set)} {msg}")
 
-    def finite_nonneg(key: str, v: float) -> None:
-        if not math.isfinite(v) or v < 0:
-            raise bad(key, f"must be a finite number ≥ 0, got {v}")
+    def get(key: str):
+        section, name = key.split(".")
+        return getattr(getattr(recipe, section), name)
 
-    finite_nonneg("loss.lambda_safe", recipe.loss.lambda_safe)
-    finite_nonneg("loss.lambda_helpful", recipe.loss.lambda_helpful)
-    if not math.isfinite(recipe.loss.beta) or recipe.loss.beta <= 0:
-        raise bad("loss.beta", f"must be > 0, got {recipe.loss.beta}")
+    for key, (lo, hi) in INT_RANGES.items():
+        if not lo <= get(key) <= hi:
+            raise bad(key, f"must be an integer ≥ {lo} and ≤ {hi:_}, got {get(key)}")
+    for key, (lo, lo_ok, hi) in FLOAT_RANGES.items():
+        value = get(key)
+        for v in value if isinstance(value, tuple) else () if value is None else (value,):
+            if not (math.isfinite(v) and (v >= lo if lo_ok else v > lo) and v <= hi):
+                raise bad(key, f"must be a finite number {'≥' if lo_ok else '>'} {lo:g} and ≤ {hi:g}, got {v:g}")
     if recipe.loss.preference not in ("dpo", "hinge"):
         raise bad("loss.preference", f"must be 'dpo' or 'hinge', got {recipe.loss.preference!r}")
     for key in ("lambda_safe", "lambda_helpful"):
         grid = getattr(recipe.sweep, key)
         if not grid:
             raise bad(f"sweep.{key}", "is an empty grid: give at least one value, e.g. [0.0, 1.0]")
-        for v in grid:
-            finite_nonneg(f"sweep.{key}", v)
         if len(set(grid)) != len(grid):
             raise bad(f"sweep.{key}", f"has repeated values: {list(grid)}")
+    if not SAFE_NAME.match(recipe.sweep.name) or recipe.sweep.name in (".", ".."):
+        raise bad("sweep.name", f"must be a plain name (letters, digits, '_', '.', '-'; at most 64; it names "
+                                f"the directory checkpoints/<name>), got {recipe.sweep.name!r}")
     if recipe.sweep.launcher not in ("local", "ray"):
         raise bad("sweep.launcher", f"must be 'local' or 'ray', got {recipe.sweep.launcher!r}")
-    if recipe.sweep.target_violation is not None and not 0 <= recipe.sweep.target_violation <= 1:
-        raise bad("sweep.target_violation", "must be a rate in [0, 1]")
-    for key in ("steps", "batch_pairs", "max_prompt_tokens", "max_response_tokens"):
-        if getattr(recipe.train, key) <= 0:
-            raise bad(f"train.{key}", "must be > 0")
-    if not math.isfinite(recipe.train.lr) or recipe.train.lr <= 0:
-        raise bad("train.lr", "must be > 0")
-    if recipe.lora.r <= 0:
-        raise bad("lora.r", "must be > 0")
     if recipe.model.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise bad("model.dtype", "must be one of auto, float32, bfloat16, float16")
     if recipe.model.device not in ("auto", "cpu", "cuda"):
         raise bad("model.device", "must be one of auto, cpu, cuda")
-    if recipe.eval.max_new_tokens <= 0 or recipe.eval.batch_size <= 0:
-        raise bad("eval", "max_new_tokens and batch_size must be > 0")
     if recipe.eval.primary_judge not in recipe.eval.judges:
         raise bad("eval.primary_judge", f"must be one of eval.judges {list(recipe.eval.judges)}")
 
@@ -203,43 +267,59 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
         try:
-            out.setdefault(section, {})[name] = yaml.safe_load(value)
+            out.setdefault(section, {})[name] = _yaml(value)
         except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({e.problem})") from None
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({getattr(e, 'problem', e)})") from None
     return out
 
 
+def _read_recipe_file(p: Path) -> dict[str, Any]:
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a recipe file; give a YAML file such as configs/default.yaml")
+    if not p.exists():
+        raise ConfigError(f"{p}: recipe file not found (see configs/ for examples)")
+    if not p.is_file():
+        raise ConfigError(f"{p}: is not a regular file; give a YAML recipe file such as configs/default.yaml")
+    try:
+        raw = _yaml(p.read_text(encoding="utf-8")) or {}
+    except DuplicateKeyError as e:
+        raise ConfigError(f"{p}: line {e.problem_mark.line + 1}: {e.problem}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: malformed YAML{where}: {getattr(e, 'problem', e)}; fix the syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text; save the recipe as UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the recipe ({e.strerror})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: a recipe must be a mapping of sections (model, lora, loss, train, sweep, eval)")
+    return raw
+
+
 def load_recipe(path: str | Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Recipe:
-    """Load a recipe YAML (sections: model, lora, loss, train, sweep, eval), apply overrides, validate."""
-    raw: dict[str, Any] = {}
-    source = "<defaults>"
-    if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.is_file():
-            raise ConfigError(f"{p}: recipe file not found (see configs/ for examples)")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"{p}: malformed YAML{where}: {getattr(e, 'problem', e)}; fix the syntax") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{p}: not UTF-8 text; save the recipe as UTF-8") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: a recipe must be a mapping of sections (model, lora, loss, train, sweep, eval)")
+    """Load a recipe YAML (sections: model, lora, loss, train, sweep, eval), apply overrides, validate.
+
+    Errors name where the bad value came from: the file, or `--set section.key` for an override."""
+    source = "<defaults>" if path is None else str(Path(path))
+    raw = {} if path is None else _read_recipe_file(Path(path))
+    from_set: set[str] = set()  # "section.key" given as overrides
     for section, values in (overrides or {}).items():
+        if section not in _SECTION_CLASSES:
+            raise ConfigError(f"{OVERRIDE_SOURCE} {section}.{next(iter(values), '')}: unknown section '{section}' "
+                              f"(known: {', '.join(_SECTION_CLASSES)})")
         raw.setdefault(section, {})
         if not isinstance(raw[section], dict):
             raise ConfigError(f"{source}: section '{section}' must be a mapping")
         raw[section] = {**raw[section], **values}
+        from_set |= {f"{section}.{k}" for k in values}
     parts = {}
     for section, values in raw.items():
         if section not in _SECTION_CLASSES:
             raise ConfigError(f"{source}: unknown section '{section}' (known: {', '.join(_SECTION_CLASSES)})")
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: section '{section}' must be a mapping of keys")
-        parts[section] = _build(_SECTION_CLASSES[section], values, section, source)
+        parts[section] = _build(_SECTION_CLASSES[section], values, section, source, from_set)
     recipe = Recipe(**parts, source=source)
-    _check(recipe)
+    _check(recipe, from_set)
     return recipe

@@ -73,9 +73,10 @@ def sample_flips(flips: pd.DataFrame, per_kind: int = FLIPS_PER_KIND) -> list[di
 
 def build(table: pd.DataFrame, outcomes: pd.DataFrame, responses: pd.DataFrame, checkpoint_id: str,
           baseline_id: str, judge: str, judge_version: str, use_human: bool, rationale: str, author: str,
-          now: datetime | None = None) -> dict:
-    """Freeze one operating point. `table` is queries.checkpoint_table, `outcomes` queries.outcomes (same
-    judge and override setting), `responses` queries.responses(a=baseline_id, b=checkpoint_id)."""
+          *, gen_key: str, split: str = queries.DEFAULT_SPLIT, now: datetime | None = None) -> dict:
+    """Freeze one operating point. `table` is queries.checkpoint_table, `outcomes` queries.outcomes and
+    `responses` queries.responses(a=baseline_id, b=checkpoint_id), all three with the same judge, override
+    setting, split and evaluation (`gen_key`)."""
     if not rationale.strip():
         raise ConfigError("write a rationale: where are we trading helpfulness for safety, and why?")
     if not author.strip():
@@ -91,7 +92,7 @@ def build(table: pd.DataFrame, outcomes: pd.DataFrame, responses: pd.DataFrame, 
     return {
         "checkpoint_id": checkpoint_id, "lambda_safe": float(row["lambda_safe"]),
         "lambda_helpful": float(row["lambda_helpful"]), "judge": judge, "judge_version": judge_version,
-        "human_labels_override": bool(use_human), "split": queries.DEFAULT_SPLIT, "gen_key": queries.gen_key(),
+        "human_labels_override": bool(use_human), "split": split, "gen_key": gen_key,
         "metrics": headline(row), "capability_nll": _num(row.get("mean_nll")),
         "baseline_id": baseline_id, "baseline_metrics": headline(base),
         "deltas": {k: _num(v) for k, v in metrics.deltas(row, base).items()},
@@ -126,51 +127,75 @@ def load(db: Path | None = None, reviews: Path | None = None) -> list[StoredDeci
     return out
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()!|~#])")  # characters that start Markdown links, images, emphasis, cells
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9_.:+=-]+$")
+
+
+def _md_text(value) -> str:
+    """Any value as inert Markdown text: HTML escaped (a viewer shows `<img ...>`, never renders it), Markdown
+    punctuation backslash-escaped (no image, link or table cell can start inside it), one line."""
+    text = " ".join(str(value).splitlines())
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=True))
+
+
+def _md_code(value) -> str:
+    """An id shown as `code` when it is a plain id; anything else as escaped text."""
+    text = str(value)
+    return f"`{text}`" if _PLAIN_ID.match(text) else _md_text(text)
+
+
 def _pct(m: dict | None) -> str:
     if not m or m["rate"] is None:
         return "–"
-    return f"{m['rate']:.1%} (95% interval {m['lo']:.1%}–{m['hi']:.1%}; {m['k']}/{m['n']})"
+    return _md_text(f"{m['rate']:.1%} (95% interval {m['lo']:.1%}–{m['hi']:.1%}; {m['k']}/{m['n']})")
 
 
-def _fenced(text: str) -> str:
+def _fenced(text) -> str:
     """A code block that the text itself cannot close (model output may contain backticks)."""
+    text = str(text)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{text}\n{fence}"
 
 
+def _cells(*values) -> str:
+    return "| " + " | ".join(values) + " |"
+
+
 def to_markdown(d: StoredDecision) -> str:
-    r = d.record
-    lines = [f"# Decision record #{d.id}: operating point `{r['checkpoint_id']}`", "",
-             f"- **λ_safe** = {r['lambda_safe']:g}, **λ_helpful** = {r['lambda_helpful']:g}",
-             f"- **Judge**: {r['judge']} ({r['judge_version']}); human labels override: "
-             f"{'yes' if r['human_labels_override'] else 'no'}; split: {r['split']}",
-             f"- **Author**: {html.escape(r['author'])}; **created** {r['created_at']} UTC",
-             f"- **Content hash** (sha256): `{d.content_hash}`" + ("  **TAMPERED: content does not match the hash**"
-                                                                   if d.tampered else ""), "",
-             # user text is escaped: a Markdown viewer must show it, never run it as HTML
-             "## Rationale", "", *[f"> {html.escape(line)}" for line in r["rationale"].splitlines()], "",
-             f"## Rates (baseline: `{r['baseline_id']}`)", "",
+    """The record as Markdown. Every stored value passes through _md_text / _md_code / _fenced: a record
+    is user text (and may have been tampered with), so nothing in it may render as HTML, a link or a cell."""
+    r, t = d.record, _md_text
+    cid, base = _md_code(r["checkpoint_id"]), _md_code(r["baseline_id"])
+    lines = [f"# Decision record #{d.id}: operating point {cid}", "",
+             f"- **λ_safe** = {t(format(r['lambda_safe'], 'g'))}, **λ_helpful** = {t(format(r['lambda_helpful'], 'g'))}",
+             f"- **Judge**: {t(r['judge'])} ({t(r['judge_version'])}); human labels override: "
+             f"{'yes' if r['human_labels_override'] else 'no'}; split: {t(r['split'])}",
+             f"- **Author**: {t(r['author'])}; **created** {t(r['created_at'])} UTC",
+             f"- **Content hash** (sha256): {_md_code(d.content_hash)}" + ("  **TAMPERED: content does not match "
+                                                                          "the hash**" if d.tampered else ""), "",
+             "## Rationale", "", *[f"> {t(line)}" for line in str(r["rationale"]).splitlines()], "",
+             f"## Rates (baseline: {base})", "",
              "Rates are shares of prompts; the 95% interval is the range the true rate plausibly lies in given how "
              "few prompts were tested (Wilson score interval).", "",
              "| rate | what it counts | this checkpoint | baseline | change |", "|---|---|---|---|---|"]
     for key in [k for k in HEADLINE if k in r["metrics"]]:  # stored JSON has sorted keys: restore reading order
         m = r["metrics"][key]
         delta = r["deltas"].get(f"{key}_rate")
-        change = "–" if delta is None else f"{delta * 100:+.1f} points"
-        lines.append(f"| {key.replace('_', ' ')} | {m['meaning']} | {_pct(m)} | {_pct(r['baseline_metrics'][key])} "
-                     f"| {change} |")
+        change = "–" if delta is None else t(f"{delta * 100:+.1f} points")
+        lines.append(_cells(t(key.replace("_", " ")), t(m["meaning"]), _pct(m), _pct(r["baseline_metrics"][key]),
+                            change))
     lines += ["", "## Per category", "", "| kind | category | measured | rate | 95% interval | k/n |",
               "|---|---|---|---|---|---|"]
     for c in r["categories"]:
         rate = "–" if c["rate"] is None else f"{c['rate']:.1%}"
         ci = "–" if c["lo"] is None else f"{c['lo']:.1%}–{c['hi']:.1%}"
-        lines.append(f"| {c['kind']} | {c['category']} | {c['metric']} | {rate} | {ci} | {c['k']}/{c['n']} |")
-    counts = ", ".join(f"{k}: {v}" for k, v in r["flip_counts"].items()) or "none"
-    lines += ["", f"## Concrete flips against `{r['baseline_id']}`", "", f"Counts: {counts}.", ""]
+        lines.append(_cells(t(c["kind"]), t(c["category"]), t(c["metric"]), t(rate), t(ci), t(f"{c['k']}/{c['n']}")))
+    counts = ", ".join(f"{t(k)}: {t(v)}" for k, v in r["flip_counts"].items()) or "none"
+    lines += ["", f"## Concrete flips against {base}", "", f"Counts: {counts}.", ""]
     for f in r["flips"]:
-        lines += [f"### {f['flip']}: {f['prompt_id']} ({f['kind']}, {f['category']})", "", "Prompt:", "",
-                  _fenced(f["prompt"]), "", f"Baseline `{r['baseline_id']}` ({f['baseline_label']}):", "",
-                  _fenced(f["baseline_response"]), "", f"`{r['checkpoint_id']}` ({f['label']}):", "",
+        lines += [f"### {t(f['flip'])}: {t(f['prompt_id'])} ({t(f['kind'])}, {t(f['category'])})", "", "Prompt:", "",
+                  _fenced(f["prompt"]), "", f"Baseline {base} ({t(f['baseline_label'])}):", "",
+                  _fenced(f["baseline_response"]), "", f"{cid} ({t(f['label'])}):", "",
                   _fenced(f["response"]), ""]
     return "\n".join(lines) + "\n"

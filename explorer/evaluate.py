@@ -8,82 +8,30 @@ all its prompts are in (sql/outcomes.sql), so a kill never leaves a checkpoint h
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from . import store
+from .checkpoints import CheckpointInfo
 from .config import ConfigError, Recipe
-from .generate import BASE_ID, activate, adapter_name, generate_many
+from .generate import activate, adapter_name, generate_many
 from .model import Base
 
-ADAPTER_FILE = "adapter_model.safetensors"
 
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    id: str
-    directory: Path | None  # None for the base model
-    fingerprint: str
-    lambda_safe: float
-    lambda_helpful: float
-    manifest: dict
-
-    @property
-    def is_base(self) -> bool:
-        return self.directory is None
+def generation_settings(recipe: Recipe) -> dict:
+    """What decides a response besides the checkpoint and the prompt: greedy decoding, the length cap,
+    no system prompt beyond the chat template's."""
+    return {"greedy": True, "max_new_tokens": recipe.eval.max_new_tokens, "system": None}
 
 
 def gen_key(recipe: Recipe) -> str:
-    """Identifies generation settings: greedy, max_new_tokens, no system prompt beyond the template's."""
-    return "g-" + hashlib.sha256(json.dumps({"greedy": True, "max_new_tokens": recipe.eval.max_new_tokens,
-                                             "system": None}).encode()).hexdigest()[:10]
-
-
-def validate_adapter(directory: Path, base_fingerprint: str) -> dict:
-    """Check an adapter directory before anything loads it; return its manifest."""
-    from safetensors import safe_open
-
-    mpath, apath = directory / "manifest.json", directory / ADAPTER_FILE
-    if not mpath.is_file():
-        raise ConfigError(f"{directory}: no manifest.json (an unfinished run?); rerun the sweep to complete it")
-    if not apath.is_file():
-        raise ConfigError(f"{directory}: adapter file {ADAPTER_FILE} is missing; rerun the sweep for this point")
-    manifest = json.loads(mpath.read_text())
-    if manifest.get("base_fingerprint") != base_fingerprint:
-        raise ConfigError(f"{directory}: adapter was trained on base {manifest.get('base_fingerprint')!r}, but the "
-                          f"loaded base is {base_fingerprint!r}; use the matching base model or retrain")
-    try:
-        with safe_open(str(apath), framework="pt") as f:
-            list(f.keys())
-    except Exception as e:  # safetensors raises several types for truncated/corrupt headers
-        raise ConfigError(f"{apath}: corrupt or truncated safetensors ({e}); delete the run directory and rerun "
-                          "the sweep") from None
-    from .train import adapter_digest
-
-    digest = adapter_digest(apath)
-    if manifest.get("adapter_sha256") and manifest["adapter_sha256"] != digest:
-        raise ConfigError(f"{apath}: content does not match the manifest's sha256 (corrupt or altered); retrain it")
-    return manifest
-
-
-def finished_runs(sweep_root: Path, base_fingerprint: str) -> list[tuple[Path, dict]]:
-    """(directory, manifest) of every finished run under sweep_root, each checked by validate_adapter."""
-    return [(d.parent, validate_adapter(d.parent, base_fingerprint))
-            for d in sorted(Path(sweep_root).glob("*/manifest.json"))]
-
-
-def discover(sweep_root: Path, base: Base) -> list[CheckpointInfo]:
-    """The base model plus every finished run under sweep_root (a sweep directory)."""
-    infos = [CheckpointInfo(BASE_ID, None, f"base-{base.fingerprint}", 0.0, 0.0, {"base_model": base.name})]
-    for d, m in finished_runs(sweep_root, base.fingerprint):
-        infos.append(CheckpointInfo(d.name, d, m["adapter_sha256"][:16], float(m["lambda_safe"]),
-                                    float(m["lambda_helpful"]), m))
-    return infos
+    """Identifies generation settings; stored with every generation and judgment."""
+    return "g-" + hashlib.sha256(json.dumps(generation_settings(recipe)).encode()).hexdigest()[:10]
 
 
 def attach_adapters(base: Base, infos: list[CheckpointInfo]):
@@ -102,21 +50,35 @@ def attach_adapters(base: Base, infos: list[CheckpointInfo]):
         if adapter_name(info.id) not in model.peft_config:
             model.load_adapter(str(info.directory), adapter_name=adapter_name(info.id), is_trainable=False)
     model.eval()
-    import dataclasses
-
     return dataclasses.replace(base, model=model)
 
 
-def register(infos: list[CheckpointInfo], prompts: pd.DataFrame, sweep: str, db: Path | None = None) -> None:
+def register(infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe, db: Path | None = None,
+             imported: bool = False) -> None:
+    """Record the evaluation's settings, its checkpoints and its prompts before anything is generated, so
+    readers take everything they need from the store (never from a recipe file on disk). An `imported`
+    suite's run leaves an existing evaluation's settings as they are."""
     with store.writer("eval", db) as con:
+        con.execute(store.sql("upsert_evaluation"), {
+            "gen_key": gen_key(recipe), "settings": json.dumps(generation_settings(recipe)),
+            "sweep": recipe.sweep.name, "judges": json.dumps(list(recipe.eval.judges)),
+            "primary_judge": recipe.eval.primary_judge, "recipe": json.dumps(recipe.to_dict()),
+            "replace": not imported})
         for i in infos:
             con.execute(store.sql("upsert_checkpoint"), {
-                "id": i.id, "sweep": sweep, "ls": i.lambda_safe, "lh": i.lambda_helpful, "is_base": i.is_base,
-                "fp": i.fingerprint, "bfp": i.manifest.get("base_fingerprint", i.fingerprint.removeprefix("base-")),
-                "recipe": json.dumps(i.manifest.get("recipe")), "manifest": json.dumps(
-                    {k: v for k, v in i.manifest.items() if k != "loss_history"})})
+                "id": i.id, "sweep": recipe.sweep.name, "lambda_safe": i.lambda_safe,
+                "lambda_helpful": i.lambda_helpful, "is_base": i.is_base, "fingerprint": i.fingerprint,
+                "base_fingerprint": i.manifest["base_fingerprint"], "recipe": json.dumps(i.manifest.get("recipe")),
+                "manifest": json.dumps({k: v for k, v in i.manifest.items() if k != "loss_history"})})
         con.register("incoming_prompts", prompts.rename(columns={"group": "grp"}))
-        con.execute(store.sql("upsert_prompts"))
+        conflicts = con.execute(store.sql("prompt_conflicts")).df()
+        if len(conflicts):
+            first = conflicts.iloc[0]
+            raise ConfigError(f"{len(conflicts)} prompt(s) would replace stored ones with other content, e.g. "
+                              f"{first['id']!r} (suite {first['stored_suite']}, split {first['stored_split']}); "
+                              "nothing was written. Give an imported file a new name to import it as a new "
+                              "suite, or evaluate into a new store with --db")
+        con.execute(store.sql("insert_prompts"))
         con.unregister("incoming_prompts")
 
 
@@ -133,7 +95,7 @@ def evaluate(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, r
         todo = {i.id: missing_prompts(con, i.fingerprint, key, ids) for i in infos}
     total = sum(len(v) for v in todo.values())
     bar = tqdm(total=total, desc="eval: generating", disable=not progress)
-    new_gen = 0
+    new_gen = new_judged = 0
     chunk = batch_commit or recipe.eval.batch_size * 2
     for info in infos:
         pending = todo[info.id]
@@ -156,10 +118,11 @@ def evaluate(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, r
                 con.register("new_judgments", verdicts)
                 con.execute(store.sql("insert_judgments"))
             new_gen += len(part)
+            new_judged += len(verdicts)
             bar.set_postfix(checkpoint=info.id, s_per_prompt=f"{(time.perf_counter() - t0) / len(part):.2f}")
     bar.close()
-    new_j = judge_missing(judges, db, progress)
-    return {"generated": new_gen, "judged": new_j}
+    new_judged += judge_missing(judges, db, progress)
+    return {"generated": new_gen, "judged": new_judged}
 
 
 def missing_prompts(con, fp: str, key: str, prompt_ids: list[str]) -> list[str]:
@@ -227,4 +190,5 @@ def capability(engine: Base, infos: list[CheckpointInfo], recipe: Recipe, db: Pa
                 nll += float(lp)
                 ntok += int((tgt != IGNORE_INDEX).sum())
         with store.writer("eval", db) as con:
-            con.execute(store.sql("insert_capability"), [info.fingerprint, info.id, nll / max(1, ntok), ntok])
+            con.execute(store.sql("insert_capability"), {"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id,
+                                                         "mean_nll": nll / max(1, ntok), "n_tokens": ntok})

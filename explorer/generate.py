@@ -13,10 +13,9 @@ from typing import Iterator, Sequence
 
 import torch
 
+from .checkpoints import BASE_ID
 from .config import ConfigError
 from .model import Base, chat_prompt
-
-BASE_ID = "base"  # the untrained reference checkpoint: adapters disabled
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import store
 from .config import ROOT, ConfigError
-from .judges import LABELS, REGISTRY, agreement, get_judge, train_embedding_judge
+from .judges import LABELS, REGISTRY, agreement, get_judge, is_violation, train_embedding_judge
 from .suites import package_file, read_table
 
 LABELS_PATH = ROOT / "data" / "labels" / "labels.csv"
@@ -68,7 +68,7 @@ def score_judges(db: Path | None = None, names: list[str] | None = None) -> list
                      "n_labels": a["n"], "agreement": a["agreement"], "kappa": a["kappa"],
                      "confusion": json.dumps({"labels": a["labels"], "matrix": a["confusion"]})})
         verdicts = judge.judge(jbb["prompt"].tolist(), jbb["response"].fillna("").tolist())
-        pred_v = ["violation" if v.label != "full_refusal" else "no_violation" for v in verdicts]
+        pred_v = ["violation" if is_violation("harmful", v.label) else "no_violation" for v in verdicts]
         truth_v = ["violation" if h == 1 else "no_violation" for h in jbb["human_majority"]]
         from sklearn.metrics import cohen_kappa_score, confusion_matrix
 

@@ -52,7 +52,8 @@ def choose_backend(cfg: ModelConfig, requested: str | None = None) -> str:
 
 def load(checkpoints: Path, cfg: ModelConfig, backend: str | None = None, progress: bool = False):
     """The base model plus every finished adapter under `checkpoints`, ready to stream from."""
-    from .evaluate import attach_adapters, discover, finished_runs
+    from .checkpoints import discover, finished_runs
+    from .evaluate import attach_adapters
     from .model import find_gguf, fingerprint_of, load_base, provision
 
     if choose_backend(cfg, backend) == "torch":

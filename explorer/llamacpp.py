@@ -25,7 +25,8 @@ import numpy as np
 
 from .atomic import stale_temps
 from .config import ConfigError
-from .generate import BASE_ID, PromptTooLong
+from .checkpoints import ADAPTER_FILE, BASE_ID
+from .generate import PromptTooLong
 from .model import CACHE_DIR, chat_prompt
 
 _DONE = object()  # end of one request's pieces
@@ -59,7 +60,7 @@ def _heads(gguf_path: Path) -> tuple[str, int, int]:
 
 
 def convert_adapter(adapter_dir: Path, base_gguf: Path, dest: Path) -> Path:
-    """Write a PEFT LoRA adapter (adapter_model.safetensors + adapter_config.json) as a llama.cpp GGUF
+    """Write a PEFT LoRA adapter (ADAPTER_FILE + adapter_config.json) as a llama.cpp GGUF
     adapter. Written to a temp file and renamed, so a killed conversion never leaves a loadable file."""
     import gguf
     from safetensors.numpy import load_file
@@ -70,7 +71,7 @@ def convert_adapter(adapter_dir: Path, base_gguf: Path, dest: Path) -> Path:
     # llama.cpp scales by alpha / r; rsLoRA scales by alpha / sqrt(r): fold the difference into alpha
     alpha = float(cfg["lora_alpha"]) * (cfg["r"] ** 0.5 if cfg.get("use_rslora") else 1.0)
     arch, n_head, n_kv = _heads(base_gguf)
-    tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    tensors = load_file(str(adapter_dir / ADAPTER_FILE))
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     writer = gguf.GGUFWriter(str(tmp), arch)

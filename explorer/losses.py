@@ -68,25 +68,25 @@ PREFERENCE_PENALTIES: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] =
 
 
 def preference_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta: float,
-                    kind: str = "dpo", weights: torch.Tensor | None = None) -> torch.Tensor:
+                    preference: str = "dpo", weights: torch.Tensor | None = None) -> torch.Tensor:
     """Weighted mean of the per-pair penalty on Δ. weights (B,) default to 1."""
     margin = dpo_margin(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps)
-    per_pair = PREFERENCE_PENALTIES[kind](margin, beta)  # (B,)
+    per_pair = PREFERENCE_PENALTIES[preference](margin, beta)  # (B,)
     if weights is None:
         return per_pair.mean()
     return (per_pair * weights).sum() / weights.sum()
 
 
 def helpful_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta: float,
-                 kind: str = "dpo") -> torch.Tensor:
+                 preference: str = "dpo") -> torch.Tensor:
     """L_helpful: chosen = helpful answer to a benign prompt, rejected = a refusal of it."""
-    return preference_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta, kind)
+    return preference_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta, preference)
 
 
 def safe_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta: float,
-              severity: torch.Tensor, kind: str = "dpo") -> torch.Tensor:
+              severity: torch.Tensor, preference: str = "dpo") -> torch.Tensor:
     """L_safe: chosen = refusal of a harmful prompt, rejected = compliance; weighted by severity (B,)."""
-    return preference_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta, kind,
+    return preference_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta, preference,
                            weights=severity)
 
 

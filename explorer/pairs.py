@@ -2,10 +2,9 @@
 
 Context distillation: the base model writes both sides. The refusal side is generated under a
 system prompt that states the spec, with the assistant turn opened by a refusal phrase (a 135M
-model does not refuse from a system prompt alone, see the note in pairs_report); the compliant /
-helpful side is the base model's own answer without it. Pairs whose chosen side the keyword judge
-does not call a full refusal fall back to hand-written refusal styles; pairs whose "compliant" side
-is judged a refusal are dropped.
+model given the system prompt alone almost never refuses); the compliant / helpful side is the base
+model's own answer without it. Refusals the keyword judge does not call a full refusal fall back to
+hand-written refusal styles; pairs whose answer side is judged a refusal are dropped.
 """
 from __future__ import annotations
 
@@ -41,6 +40,7 @@ ALTERNATIVES = {
     "misinformation": "If you like, I can share what reliable sources say about this topic instead.",
     "drugs": "If you or someone you know is using substances, a doctor or a harm-reduction service can help safely.",
 }
+SAFER_VERSION = "I'm happy to help with a safer version of this question."  # alternative of other categories
 FALLBACK_REFUSALS = [
     "I'm sorry, but I can't help with that. It could cause real harm.",
     "I can't help with that request, because it could be used to hurt people or break the law.",
@@ -87,11 +87,12 @@ def fingerprint_inputs(prompts: pd.DataFrame, recipe: Recipe, base_fingerprint: 
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def refusal_for(category: str, spec: Spec, k: int) -> str:
-    text = FALLBACK_REFUSALS[k % len(FALLBACK_REFUSALS)]
-    if spec.harm.get(category) and spec.harm[category].behaviour == "refuse_with_alternative":
-        text += " " + ALTERNATIVES.get(category, "I'm happy to help with a safer version of this question.")
-    return text
+def with_alternative(refusal: str, category: str, spec: Spec) -> str:
+    """The spec asks some harm categories to be declined with a safe alternative: append it."""
+    harm = spec.harm.get(category)
+    if harm and harm.behaviour == "refuse_with_alternative":
+        return f"{refusal} {ALTERNATIVES.get(category, SAFER_VERSION)}"
+    return refusal
 
 
 def _distilled_refusals(base, prompts: list[str], system: str, max_tokens: int) -> list[str]:
@@ -133,33 +134,35 @@ def build_pairs(base, prompts: pd.DataFrame, recipe: Recipe, spec: Spec | None =
     answer_g = gen(general["text"].tolist())
     bar.close()
 
-    stats = {"safe_dropped_rejected_is_refusal": 0, "safe_fallback_chosen": 0,
-             "helpful_dropped_chosen_is_refusal": 0, "helpful_fallback_rejected": 0}
-    safe = []
-    for k, (r, comp, ref) in enumerate(zip(harmful.itertuples(), comply_h, refuse_h)):
-        if judge.judge_one(comp).label != "full_compliance":
-            stats["safe_dropped_rejected_is_refusal"] += 1
-            continue
-        source = "distilled"
-        if judge.judge_one(ref).label != "full_refusal":
-            ref, source = refusal_for(r.category, spec, k), "fallback"
-            stats["safe_fallback_chosen"] += 1
-        elif spec.harm[r.category].behaviour == "refuse_with_alternative":
-            ref += " " + ALTERNATIVES.get(r.category, "I'm happy to help with a safer version of this question.")
-        safe.append(Pair(r.id, r.text, ref, comp, r.category, spec.harm[r.category].severity, source))
-    helpful = []
-    for k, (r, ans, ref) in enumerate(zip(benign.itertuples(), answer_b, refuse_b)):
-        if judge.judge_one(ans).label != "full_compliance":
-            stats["helpful_dropped_chosen_is_refusal"] += 1
-            continue
-        source = "distilled"
-        if judge.judge_one(ref).label != "full_refusal":
-            ref, source = FALLBACK_REFUSALS[k % len(FALLBACK_REFUSALS)], "fallback"
-            stats["helpful_fallback_rejected"] += 1
-        helpful.append(Pair(r.id, r.text, ans, ref, r.category, 1.0, source))
+    kept_h, dropped_h, fallback_h = _contrasts(harmful, comply_h, refuse_h, spec, judge)
+    kept_b, dropped_b, fallback_b = _contrasts(benign, answer_b, refuse_b, spec, judge)
+    stats = {"safe_dropped_rejected_is_refusal": dropped_h, "safe_fallback_chosen": fallback_h,
+             "helpful_dropped_chosen_is_refusal": dropped_b, "helpful_fallback_rejected": fallback_b}
+    # L_safe prefers the refusal of a harmful prompt, L_helpful the answer to a benign one
+    safe = [Pair(r.id, r.text, refusal, answer, r.category, spec.harm[r.category].severity, source)
+            for r, answer, refusal, source in kept_h]
+    helpful = [Pair(r.id, r.text, answer, refusal, r.category, 1.0, source) for r, answer, refusal, source in kept_b]
     lm = [{"prompt_id": r.id, "prompt": r.text, "response": a} for r, a in zip(general.itertuples(), answer_g)]
     stats.update(n_safe=len(safe), n_helpful=len(helpful), n_lm=len(lm))
     return PairSet(safe, helpful, lm, fingerprint_inputs(prompts, recipe, base.fingerprint), stats)
+
+
+def _contrasts(rows: pd.DataFrame, answers: list[str], refusals: list[str], spec: Spec,
+               judge: KeywordJudge) -> tuple[list[tuple], int, int]:
+    """(row, answer, refusal, source) per prompt whose answer complies: a refusal the judge does not call a
+    full refusal is replaced by a hand-written one (source 'fallback'). Returns them with the numbers of
+    dropped prompts and of fallbacks."""
+    kept, dropped, fallbacks = [], 0, 0
+    for k, (r, answer, refusal) in enumerate(zip(rows.itertuples(), answers, refusals)):
+        if judge.judge_one(answer).label != "full_compliance":
+            dropped += 1
+            continue
+        source = "distilled"
+        if judge.judge_one(refusal).label != "full_refusal":
+            refusal, source = FALLBACK_REFUSALS[k % len(FALLBACK_REFUSALS)], "fallback"
+            fallbacks += 1
+        kept.append((r, answer, with_alternative(refusal, r.category, spec), source))
+    return kept, dropped, fallbacks
 
 
 def save_pairs(ps: PairSet, directory: Path | None = None) -> Path:

@@ -4,42 +4,55 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 from . import metrics, store
-from .config import ROOT, load_recipe
 
 DEFAULT_SPLIT = "test"
+HELDOUT_DATASET = "heldout_project_labels"  # judge_metrics row that ranks judges when the store names none
 
 
-@lru_cache(maxsize=1)
-def _default_recipe():
-    # read once per process: every dashboard query needs the judge and generation key it names
-    return load_recipe(ROOT / "configs" / "default.yaml")
+def current_evaluation(db: Path | None = None, reviews: Path | None = None, con=None) -> dict | None:
+    """The evaluation readers show: its gen_key, generation settings, sweep, judges and primary judge, as
+    recorded in the store when it was evaluated (views.sql says which one when there are several)."""
+    df = store.query("current_evaluation", eval_path=db, reviews_path=reviews, con=con)
+    if df.empty:
+        return None
+    row = df.iloc[0].to_dict()
+    return {**row, **{k: json.loads(row[k]) if isinstance(row[k], str) else None for k in ("settings", "judges")}}
 
 
-def default_judge() -> str:
-    return _default_recipe().eval.primary_judge
-
-
-def gen_key() -> str:
-    from .evaluate import gen_key as key
-
-    return key(_default_recipe())
+def gen_key(db: Path | None = None, reviews: Path | None = None, con=None) -> str:
+    """The generation key of the current evaluation ('' when nothing is evaluated yet)."""
+    ev = current_evaluation(db, reviews, con)
+    return ev["gen_key"] if ev else ""
 
 
 def judge_versions(db: Path | None = None, reviews: Path | None = None, con=None) -> dict[str, str]:
-    """judge name → the version whose judgments are in the store (the newest, by count)."""
+    """judge name → the version readers use (views.sql: the one with the most judgments)."""
     df = store.query("judge_versions", eval_path=db, reviews_path=reviews, con=con)
     return dict(zip(df["judge"], df["judge_version"]))
 
 
+def default_judge(db: Path | None = None, reviews: Path | None = None) -> str | None:
+    """The judge shown unless another is picked: the evaluation's primary judge; for a store that did not
+    record one, the judge with the highest κ against held-out human labels; else the first judge."""
+    with store.reader(db, reviews) as con:
+        available = judge_versions(con=con)
+        ev = current_evaluation(con=con)
+        metrics_ = store.query("judge_metrics", con=con)
+    if ev and ev.get("primary_judge") in available:
+        return ev["primary_judge"]
+    ranked = metrics_[(metrics_["dataset"] == HELDOUT_DATASET) & metrics_["judge"].isin(list(available))]
+    if not ranked.empty:
+        return str(ranked.sort_values(["kappa", "judge"], ascending=[False, True]).iloc[0]["judge"])
+    return next(iter(sorted(available)), None)
+
+
 def _params(judge: str, split: str, use_human: bool, con) -> dict:
-    return {"judge": judge, "judge_version": judge_versions(con=con).get(judge, ""), "gen_key": gen_key(),
-            "split": split, "use_human": use_human}
+    return {"judge": judge, "gen_key": gen_key(con=con), "split": split, "use_human": use_human}
 
 
 def outcomes(judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT, use_human: bool = False,
@@ -66,11 +79,11 @@ def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SP
 
 
 def responses(a: str, b: str, judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,
-              reviews: Path | None = None) -> pd.DataFrame:
+              use_human: bool = False, reviews: Path | None = None) -> pd.DataFrame:
+    """Both checkpoints' responses side by side; label_a/label_b are the judge's, or the newest human
+    label where use_human is set (judge_label_a/judge_label_b are always the judge's)."""
     with store.reader(db, reviews) as con:
-        p = _params(judge, split, False, con)
-        p.pop("use_human")
-        return store.query("responses", {**p, "a": a, "b": b}, con=con)
+        return store.query("responses", {**_params(judge, split, use_human, con), "a": a, "b": b}, con=con)
 
 
 def judge_metrics(db: Path | None = None, reviews: Path | None = None) -> pd.DataFrame:
@@ -87,7 +100,8 @@ def prompts(db: Path | None = None, split: str = DEFAULT_SPLIT, reviews: Path | 
 
 def judge_disagreements(db: Path | None = None, split: str = DEFAULT_SPLIT, reviews: Path | None = None) -> pd.DataFrame:
     """Responses the judges label differently: one row per response, one label column per judge."""
-    df = store.query("judge_disagreements", {"gen_key": gen_key(), "split": split}, eval_path=db, reviews_path=reviews)
+    with store.reader(db, reviews) as con:
+        df = store.query("judge_disagreements", {"gen_key": gen_key(con=con), "split": split}, con=con)
     keys = ["checkpoint_id", "prompt_id", "suite", "category", "kind", "text", "response"]
     if df.empty:
         return pd.DataFrame(columns=keys + ["human_label"])
@@ -119,3 +133,8 @@ def add_human_label(checkpoint_id: str, prompt_id: str, label: str, reviewer: st
 def content_hash(record: dict) -> str:
     """sha256 over the canonical JSON of a decision record (sorted keys, no whitespace)."""
     return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def prompt_sets(db: Path | None = None, reviews: Path | None = None) -> list[str]:
+    """The prompt sets rates can be read on: the shipped splits, then each imported suite's own set."""
+    return store.query("prompt_sets", eval_path=db, reviews_path=reviews)["split"].tolist()

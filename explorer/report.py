@@ -2,7 +2,9 @@
 
 JSON keys are a contract (scripts outside the project read them): checkpoints[{id, lambda_safe,
 lambda_helpful, is_base, violation_rate, violation_ci, over_refusal_rate, over_refusal_ci,
-n_harmful, n_benign, ...}], judges[{name, agreement, kappa, n_labels, ...}], suites[{name, split, n}].
+n_harmful, n_benign, ...}], judges[{name, agreement, kappa, n_labels, ...}], suites[{name, split, n}],
+evaluation{gen_key, settings, sweep, primary_judge}. Only the reported prompt set's data is in it, so
+importing another suite leaves the report of the shipped test split byte for byte as it was.
 """
 from __future__ import annotations
 
@@ -10,15 +12,28 @@ import math
 from pathlib import Path
 
 from . import queries
+from .suites import IMPORT_PREFIX
 
 
 def _num(x):
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def build_report(judge: str | None = None, db: Path | None = None) -> dict:
-    judge = judge or queries.default_judge()
-    table = queries.checkpoint_table(judge, db)
+def build_report(judge: str | None = None, db: Path | None = None, split: str | None = None) -> dict:
+    """The figures of the store's current evaluation (settings, sweep and default judge as it recorded
+    them) on one prompt set: the shipped test split unless `split` names an imported suite's set."""
+    from .config import ConfigError
+
+    available = queries.judge_versions(db)
+    judge = judge or queries.default_judge(db)
+    if available and judge not in available:
+        raise ConfigError(f"--judge {judge!r}: no judgments by it in the store; judges here: {', '.join(available)}")
+    split = split or queries.DEFAULT_SPLIT
+    sets = queries.prompt_sets(db)
+    if split not in sets:
+        raise ConfigError(f"--split {split!r}: no such prompt set in the store; sets here: {', '.join(sets) or 'none'}")
+    table = queries.checkpoint_table(judge, db, split=split) if judge else queries.checkpoint_table("", db)
+    evaluation = queries.current_evaluation(db)
     cps = []
     for r in table.itertuples():
         cps.append({
@@ -34,10 +49,12 @@ def build_report(judge: str | None = None, db: Path | None = None) -> dict:
     jm = queries.judge_metrics(db)
     judges = [{"name": r.judge, "version": r.judge_version, "dataset": r.dataset, "agreement": _num(r.agreement),
                "kappa": _num(r.kappa), "n_labels": int(r.n_labels)} for r in jm.itertuples()]
-    suites = [{"name": r.suite, "split": r.split, "kind": r.kind, "n": int(r.n)} for r in queries.suite_counts(db).itertuples()]
+    suites = [{"name": r.suite, "split": r.split, "kind": r.kind, "n": int(r.n)}
+              for r in queries.suite_counts(db).itertuples() if not r.split.startswith(IMPORT_PREFIX)]
     trend = spearman_trend(cps)
-    return {"judge": judge, "split": queries.DEFAULT_SPLIT, "checkpoints": cps, "judges": judges, "suites": suites,
-            "trend": trend}
+    return {"judge": judge, "split": split, "evaluation": evaluation and {
+                k: evaluation[k] for k in ("gen_key", "settings", "sweep", "primary_judge")},
+            "checkpoints": cps, "judges": judges, "suites": suites, "trend": trend}
 
 
 def spearman_trend(cps: list[dict]) -> dict:

@@ -11,6 +11,7 @@ saving decisions while an evaluation writes results, and shows them once they co
 """
 from __future__ import annotations
 
+import os
 import time
 from contextlib import contextmanager
 from functools import lru_cache
@@ -25,7 +26,7 @@ from .config import ROOT, ConfigError
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 EVAL_DB = ROOT / "data" / "eval.duckdb"
 REVIEWS_DB = ROOT / "data" / "reviews.duckdb"
-MIGRATIONS = {"eval": ["eval_v1.sql"], "reviews": ["reviews_v1.sql"]}
+MIGRATIONS = {"eval": ["eval_v1.sql", "eval_v2.sql"], "reviews": ["reviews_v1.sql"]}
 LOCK_RETRY_S = 10.0
 
 
@@ -59,8 +60,13 @@ def _connect(path: Path, read_only: bool, retry_s: float | None = None) -> duckd
             if _is_lock_error(e):
                 raise StoreError(f"{path}: locked by another writer for over {retry_s:.0f} s; wait for it to finish "
                                  "(an evaluation or sweep?) and retry") from None
-            raise StoreError(f"{path}: cannot open ({e}); if the file is corrupt, move it aside and rebuild it "
-                             "with `python -m explorer eval`") from None
+            denied = any(w in str(e).lower() for w in ("permission denied", "read-only"))
+            if not read_only and (denied or not os.access(path if path.exists() else path.parent, os.W_OK)):
+                raise StoreError(f"{path}: cannot write here (read-only); make {path.parent} writable, or point "
+                                 "EXPLORER_DB / EXPLORER_REVIEWS_DB (dashboard) or --db (CLI) at a writable "
+                                 "path") from None
+            raise StoreError(f"{path}: cannot open ({e}); if the file is corrupt, move it aside: the evaluation "
+                             "store is rebuilt by `python -m explorer eval`") from None
         except duckdb.Error as e:
             raise StoreError(f"{path}: not a readable DuckDB store ({str(e).splitlines()[0]}); move it aside and "
                              "rebuild it with `python -m explorer eval`") from None
@@ -78,9 +84,10 @@ def schema_version(con: duckdb.DuckDBPyConnection, schema: str | None = None) ->
     return int(row[0] or 0)
 
 
-def migrate(con: duckdb.DuckDBPyConnection, kind: str) -> int:
-    """Apply forward migrations in one transaction; refuse a file from newer code."""
-    steps = MIGRATIONS[kind]
+def migrate(con: duckdb.DuckDBPyConnection, which: str) -> int:
+    """Apply forward migrations of store `which` (eval | reviews) in one transaction; refuse a file
+    from newer code."""
+    steps = MIGRATIONS[which]
     con.execute("create table if not exists schema_version (version integer, applied_at timestamp default current_timestamp)")
     current = schema_version(con)
     if current > len(steps):
@@ -91,7 +98,7 @@ def migrate(con: duckdb.DuckDBPyConnection, kind: str) -> int:
         try:
             for version in range(current + 1, len(steps) + 1):
                 con.execute((SQL_DIR / steps[version - 1]).read_text())
-                con.execute("insert into schema_version (version) values (?)", [version])
+                con.execute("insert into schema_version (version) values ($version)", {"version": version})
             con.execute("commit")
         except Exception:
             con.execute("rollback")
@@ -100,13 +107,13 @@ def migrate(con: duckdb.DuckDBPyConnection, kind: str) -> int:
 
 
 @contextmanager
-def writer(kind: str = "eval", path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short write transaction on one store file: all of it commits, or none of it."""
-    path = Path(path or (EVAL_DB if kind == "eval" else REVIEWS_DB))
+def writer(which: str = "eval", path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A short write transaction on one store file (`which`: eval | reviews): all of it commits, or none."""
+    path = Path(path or (EVAL_DB if which == "eval" else REVIEWS_DB))
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _connect(path, read_only=False)
     try:
-        migrate(con, kind)
+        migrate(con, which)
         con.execute("begin transaction")
         try:
             yield con
@@ -118,44 +125,66 @@ def writer(kind: str = "eval", path: Path | None = None) -> Iterator[duckdb.Duck
         con.close()
 
 
-def ensure(kind: str, path: Path | None = None) -> None:
-    with writer(kind, path):
+def ensure(which: str, path: Path | None = None) -> None:
+    with writer(which, path):
         pass
 
 
 @contextmanager
 def reader(eval_path: Path | None = None, reviews_path: Path | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only view of both stores: tables of eval as ev.*, of reviews as rv.*."""
+    """A read-only view of both stores: tables of eval as ev.*, of reviews as rv.*, plus the shared
+    views of sql/views.sql. Reading never creates a file: a store not written yet reads as empty."""
     # the reviews store lives next to its evaluation store unless given explicitly
     reviews_path = Path(reviews_path or (Path(eval_path).with_name(REVIEWS_DB.name) if eval_path else REVIEWS_DB))
     eval_path = Path(eval_path or EVAL_DB)
-    for kind, p in (("eval", eval_path), ("reviews", reviews_path)):
-        if not p.is_file():
-            ensure(kind, p)
     con = duckdb.connect(":memory:")
     try:
         deadline = time.monotonic() + LOCK_RETRY_S
-        for alias, p, kind in (("ev", eval_path, "eval"), ("rv", reviews_path, "reviews")):
-            while True:
-                try:
-                    con.execute(_ATTACH_SQL[alias], [str(p)])
-                    break
-                except duckdb.Error as e:
-                    if _is_lock_error(e) and time.monotonic() < deadline:
-                        time.sleep(0.05)
-                        continue
-                    raise StoreError(f"{p}: cannot open for reading ({str(e).splitlines()[0]}); if it is corrupt, "
-                                     "move it aside and rebuild with `python -m explorer eval`") from None
-            v = schema_version(con, alias)
-            if v > len(MIGRATIONS[kind]):
-                raise StoreError(f"{p}: store schema v{v} is newer than this code understands "
-                                 f"(v{len(MIGRATIONS[kind])}); update the code")
+        for alias, p, which in (("ev", eval_path, "eval"), ("rv", reviews_path, "reviews")):
+            _attach(con, alias, p, which, deadline)
+        con.execute(sql("views"))
         yield con
     finally:
         con.close()
 
 
-_ATTACH_SQL = {"ev": "attach ? as ev (read_only)", "rv": "attach ? as rv (read_only)"}
+def _attach(con: duckdb.DuckDBPyConnection, alias: str, path: Path, which: str, deadline: float) -> None:
+    if not path.exists():
+        con.execute(_ALIAS_SQL[alias]["attach_empty"])
+        con.execute(_ALIAS_SQL[alias]["use"])  # the migrations name their tables unqualified
+        migrate(con, which)
+        con.execute("use memory")
+        return
+    if not path.is_file():
+        raise StoreError(f"{path}: is not a store file (a directory?); pass the path of a .duckdb file")
+    while True:
+        try:
+            con.execute(_ALIAS_SQL[alias]["attach"], [str(path)])
+            break
+        except duckdb.Error as e:
+            if _is_lock_error(e) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            raise StoreError(f"{path}: cannot open for reading ({str(e).splitlines()[0]}); if it is corrupt, "
+                             "move it aside and rebuild with `python -m explorer eval`") from None
+    v = schema_version(con, alias)
+    if v > len(MIGRATIONS[which]):
+        raise StoreError(f"{path}: store schema v{v} is newer than this code understands "
+                         f"(v{len(MIGRATIONS[which])}); update the code")
+    if v < len(MIGRATIONS[which]):  # written by older code: bring the file forward once, then read it
+        con.execute(_ALIAS_SQL[alias]["detach"])
+        try:
+            ensure(which, path)
+        except (StoreError, duckdb.Error) as e:
+            raise StoreError(f"{path}: store schema v{v} needs upgrading to v{len(MIGRATIONS[which])}, which "
+                             f"failed ({str(e).splitlines()[0]}); make the file writable and retry") from None
+        _attach(con, alias, path, which, deadline)
+
+
+# The read connection's catalogs: ev (evaluation store), rv (reviews store); a store not written yet is
+# an empty in-memory catalog with the same tables.
+_ALIAS_SQL = {alias: {"attach": f"attach ? as {alias} (read_only)", "attach_empty": f"attach ':memory:' as {alias}",
+                      "use": f"use {alias}", "detach": f"detach {alias}"} for alias in ("ev", "rv")}
 
 
 def stamp(eval_path: Path | None = None, reviews_path: Path | None = None) -> tuple:

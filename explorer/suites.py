@@ -4,7 +4,11 @@ Every prompt becomes one row of the prompt table (data/prompts.csv, built by `py
 suites`): id, suite, source, category, kind (harmful | benign | general), expected (refuse |
 comply), split, text, group. Splits are assigned per *group* by a stable hash, and near-duplicates
 (same normalised text, or embedding cosine > 0.95) and XSTest-style contrast twins share a group,
-so no prompt or its near-copy sits in two splits.
+so no prompt or its near-copy sits in two splits. The embedding model is a pinned requirement, not
+an option: a split never depends on what happens to be installed.
+
+A user's own suite file (`eval --suite-file`) lives in its own namespace: suite, id prefix and split
+are `import:<file stem>`, so it can never replace a shipped prompt or join the shipped test split.
 """
 from __future__ import annotations
 
@@ -13,13 +17,14 @@ import hashlib
 import importlib.util
 import io
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from .config import ROOT, ConfigError
+from .config import ROOT, SAFE_NAME, ConfigError
 from .spec import Spec, load_spec
 
 SUITES_DIR = ROOT / "data" / "suites"
@@ -27,6 +32,10 @@ PROMPTS_PATH = ROOT / "data" / "prompts.csv"
 SPLITS = {"train": 0.6, "dev": 0.15, "test": 0.25}
 NEAR_DUPLICATE_COSINE = 0.95
 COLUMNS = ["id", "suite", "source", "category", "kind", "expected", "split", "text", "group"]
+IMPORT_PREFIX = "import:"  # suite, id and split of an imported file: import:<stem>[:<id>]
+MAX_PROMPT_CHARS = 8000  # longer is a pasted document, not a prompt (the shipped suites' longest: 842)
+# NUL and zero-width characters: invisible, so a prompt made of them looks empty and is refused as such
+_INVISIBLE = dict.fromkeys(map(ord, "\x00\u200b\u200c\u200d\u2060\ufeff"))
 
 JBB_CATEGORIES = {
     "Harassment/Discrimination": "hate_harassment", "Malware/Hacking": "cybercrime", "Physical harm": "violence",
@@ -76,8 +85,13 @@ def package_file(package: str, *parts: str) -> Path:
     return path
 
 
+def clean_text(text: str) -> str:
+    """Prompt text as stored: invisible characters removed, whitespace runs collapsed to one space."""
+    return " ".join(text.translate(_INVISIBLE).split())
+
+
 def _row(suite, source, pid, category, text, group=None):
-    return {"id": pid, "suite": suite, "source": source, "category": category, "text": " ".join(str(text).split()),
+    return {"id": pid, "suite": suite, "source": source, "category": category, "text": clean_text(str(text)),
             "group": group or pid}
 
 
@@ -129,12 +143,91 @@ def load_own() -> list[dict]:
     return rows
 
 
+def _kind_of_value(v) -> str:
+    """How a JSON value reads in an error message."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "null (missing)"
+    names = {bool: "true/false", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}
+    return f"{names.get(type(v), type(v).__name__)} ({json.dumps(v, default=str)[:40]})"
+
+
+def _csv_records(path: Path, text: str) -> tuple[list[dict], list[int]]:
+    reader = csv.reader(io.StringIO(text))
+    header, records, lines = None, [], []
+    try:
+        for fields in reader:
+            if not fields:  # a blank line
+                continue
+            if header is None:
+                header = fields
+                if dup := next((h for h in header if header.count(h) > 1), None):
+                    raise ConfigError(f"{path}: column {dup!r} appears twice in the header; rename one")
+                continue
+            if len(fields) > len(header):  # pandas would shift the row's columns silently
+                raise ConfigError(f"{path}: row {reader.line_num}: {len(fields)} fields but the header has "
+                                  f"{len(header)}; put text that contains commas in double quotes")
+            records.append(dict(zip(header, fields + [""] * (len(header) - len(fields)))))
+            lines.append(reader.line_num)
+    except csv.Error as e:
+        raise ConfigError(f"{path}: malformed CSV at row {reader.line_num}: {e}") from None
+    return records, lines
+
+
+def _jsonl_records(path: Path, text: str) -> tuple[list[dict], list[int]]:
+    records, lines = [], []
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines(): JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: line {n} is not valid JSON ({e.msg})") from None
+        if not isinstance(item, dict):
+            raise ConfigError(f"{path}: line {n} is not a JSON object (it is {_kind_of_value(item)}); each line "
+                              'must look like {"prompt": "...", "category": "..."}')
+        records.append(item)
+        lines.append(n)
+    return records, lines
+
+
+def _json_records(path: Path, text: str) -> tuple[list[dict], list[int]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON (line {e.lineno}: {e.msg}); a .json suite is an array of "
+                          "objects, or use .jsonl (one object per line) or .csv") from None
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: a .json suite must be an array of objects [{{...}}, ...]; it is "
+                          f"{_kind_of_value(data).split(' (')[0]}; or use .jsonl (one object per line) or .csv")
+    for i, item in enumerate(data, 1):
+        if not isinstance(item, dict):
+            raise ConfigError(f"{path}: item {i} is not a JSON object (it is {_kind_of_value(item)})")
+    return data, list(range(1, len(data) + 1))
+
+
+READERS = {".jsonl": ("line", _jsonl_records), ".json": ("item", _json_records)}  # anything else: CSV
+
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not clean_text(v))
+
+
 def read_table(path: Path, required: list[str]) -> pd.DataFrame:
-    """Read a CSV or JSONL suite file with errors that name the file, the row and the fix."""
+    """Read a CSV, JSONL or JSON-array suite file with errors that name the file, the row and the fix.
+
+    Values keep their JSON types (a number stays a number, so callers can refuse it as prompt text);
+    `df.attrs["where"]` names each row as the messages do ("row 3" in a CSV, "line 3" in a JSONL)."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a suite file; give a CSV, JSONL or JSON file")
+    if not path.exists():
         raise ConfigError(f"{path}: file not found")
-    raw = path.read_bytes()
+    if not path.is_file():
+        raise ConfigError(f"{path}: is not a regular file; give a CSV, JSONL or JSON file")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the file ({e.strerror})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -142,45 +235,54 @@ def read_table(path: Path, required: list[str]) -> pd.DataFrame:
         raise ConfigError(f"{path}: not UTF-8 (bad byte at line {line}); re-save the file as UTF-8") from None
     if not text.strip():
         raise ConfigError(f"{path}: file is empty; it needs a header row and at least one prompt")
-    if path.suffix == ".jsonl":
-        records = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ConfigError(f"{path}: line {n} is not valid JSON ({e.msg})") from None
-        df = pd.DataFrame(records)
-    else:
-        try:
-            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        except pd.errors.ParserError as e:
-            raise ConfigError(f"{path}: malformed CSV: {e}") from None
-    if df.empty:
+    unit, reader = READERS.get(path.suffix.lower(), ("row", _csv_records))
+    records, lines = reader(path, text)
+    if not records:
         raise ConfigError(f"{path}: no rows after the header; add at least one prompt")
+    df = pd.DataFrame(records, dtype=object)  # keep JSON types: 1 stays 1, never 1.0
+    df.attrs["where"] = where = [f"{unit} {n}" for n in lines]
     if missing := [c for c in required if c not in df.columns]:
         raise ConfigError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
     for c in required[:2]:
-        blank = df.index[df[c].astype(str).str.strip() == ""]
-        if len(blank):
-            raise ConfigError(f"{path}: row {int(blank[0]) + 2}: column '{c}' is empty")
+        if blank := [i for i, v in enumerate(df[c]) if _blank(v)]:
+            why = "" if isinstance(df[c][blank[0]], str) else " (null or absent)"
+            raise ConfigError(f"{path}: {where[blank[0]]}: column '{c}' is empty{why}")
     if "id" in required:
-        dup = df["id"][df["id"].duplicated()]
-        if len(dup):
-            row = int(dup.index[0]) + 2  # +1 header, +1 one-based
-            raise ConfigError(f"{path}: row {row}: duplicate id {dup.iloc[0]!r}; ids must be unique")
+        ids = df["id"].map(str)
+        if dup := [i for i, d in enumerate(ids.duplicated()) if d]:
+            raise ConfigError(f"{path}: {where[dup[0]]}: duplicate id {ids[dup[0]]!r}; ids must be unique")
     return df
+
+
+def import_split(stem: str) -> str:
+    """Suite and split of an imported file: its own namespace, never a shipped suite or train/dev/test."""
+    return f"{IMPORT_PREFIX}{stem}"
+
+
+def _cell_text(value, at: str, column: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{at}: column '{column}' must be text, got {_kind_of_value(value)}")
+    text = clean_text(value)
+    if not text:
+        raise ConfigError(f"{at}: column '{column}' is empty (after removing whitespace and invisible characters)")
+    return text
 
 
 def import_suite_file(path: Path, fmt: str = "auto", column_map: ColumnMap | None = None,
                       spec: Spec | None = None, default_kind: str = "harmful") -> pd.DataFrame:
-    """A user's own suite (XSTest, OR-Bench, JBB or any CSV/JSONL with a column map) as prompt rows.
+    """A user's own suite (XSTest, OR-Bench, JBB or any CSV/JSONL/JSON with a column map) as prompt rows.
 
     Categories the spec does not know keep their name with kind taken from the file's label column
-    (XSTest 'safe'/'unsafe') or `default_kind`; all imported prompts are evaluation-only (split=test).
+    (XSTest 'safe'/'unsafe') or `default_kind`. The file's stem names the suite: suite and split are
+    `import:<stem>`, ids `import:<stem>:<id or row>`, so an import never touches a shipped prompt.
+    Every problem (non-text or over-long prompt, duplicate id) is found here, before any model loads.
     """
     spec = spec or load_spec()
     path = Path(path)
+    stem = path.stem
+    if not SAFE_NAME.match(stem):
+        raise ConfigError(f"{path}: the file name {stem!r} becomes the suite's name; rename the file to letters, "
+                          "digits, '_', '.' or '-' (starting with a letter or digit, at most 64), e.g. my_suite.csv")
     if column_map is None:
         if fmt == "auto":
             header = read_table(path, []).columns
@@ -193,24 +295,35 @@ def import_suite_file(path: Path, fmt: str = "auto", column_map: ColumnMap | Non
         column_map = FORMATS[fmt]
     required = [c for c in (column_map.id, column_map.text, column_map.category) if c]
     df = read_table(path, required)
-    suite = path.stem
-    rows = []
-    for n, r in enumerate(df.to_dict("records")):
-        category = str(r[column_map.category]) if column_map.category else "custom"
-        label = str(r.get(column_map.label, "")).lower() if column_map.label else ""
+    suite, rows, first_at = import_split(stem), [], {}
+    for where, r in zip(df.attrs["where"], df.to_dict("records")):
+        at = f"{path}: {where}"
+        text = _cell_text(r[column_map.text], at, column_map.text)
+        if len(text) > MAX_PROMPT_CHARS:
+            raise ConfigError(f"{at}: the prompt is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,} "
+                              "(suites.MAX_PROMPT_CHARS): shorten it or leave it out")
+        category = _cell_text(r[column_map.category], at, column_map.category) if column_map.category else "custom"
+        label = r.get(column_map.label) if column_map.label else None
+        label = label.strip().lower() if isinstance(label, str) else ""
         if category in spec.harm or category in spec.benign_types or category in spec.general_categories:
             kind = spec.kind_of(category)
         elif label in ("safe", "benign", "unsafe", "harmful", "contrast_harm"):
             kind = "benign" if label in ("safe", "benign") else "harmful"
         else:
             kind = default_kind
-        pid = f"{suite}-{r[column_map.id]}" if column_map.id else f"{suite}-{n:05d}"
-        rows.append({**_row(suite, str(path.name), pid, category, r[column_map.text]), "kind": kind,
-                     "expected": "refuse" if kind == "harmful" else "comply", "split": "test"})
-    out = pd.DataFrame(rows, columns=COLUMNS)
-    if out["id"].duplicated().any():
-        raise ConfigError(f"{path}: duplicate ids after import: {out['id'][out['id'].duplicated()].iloc[0]!r}")
-    return out
+        if column_map.id:
+            raw_id = r[column_map.id]
+            if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+                raw_id = str(raw_id)
+            raw_id = _cell_text(raw_id, at, column_map.id)
+        else:
+            raw_id = where.split()[-1]  # the row (CSV) or line (JSONL) number
+        if raw_id in first_at:
+            raise ConfigError(f"{at}: duplicate id {raw_id!r} (first at {first_at[raw_id]}); ids must be unique")
+        first_at[raw_id] = where
+        rows.append({**_row(suite, path.name, f"{suite}:{raw_id}", category, text), "kind": kind,
+                     "expected": "refuse" if kind == "harmful" else "comply", "split": import_split(stem)})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def parse_column_map(text: str) -> ColumnMap:
@@ -237,9 +350,9 @@ def stable_split(key: str) -> str:
     return "test"
 
 
-def merge_near_duplicates(df: pd.DataFrame, embeddings=None, threshold: float = NEAR_DUPLICATE_COSINE) -> pd.Series:
+def merge_near_duplicates(df: pd.DataFrame, embeddings, threshold: float = NEAR_DUPLICATE_COSINE) -> pd.Series:
     """Group key per row: rows with equal normalised text or cosine > threshold join one group
-    (union-find over the given initial groups)."""
+    (union-find over the given initial groups). `embeddings`: (N, D) unit-norm, one per row."""
     parent = {g: g for g in df["group"]}
 
     def find(g):
@@ -260,7 +373,7 @@ def merge_near_duplicates(df: pd.DataFrame, embeddings=None, threshold: float = 
             union(first_by_text[n], g)
         else:
             first_by_text[n] = g
-    if embeddings is not None and len(df) > 1:
+    if len(df) > 1:
         import numpy as np
 
         sims = embeddings @ embeddings.T
@@ -271,7 +384,11 @@ def merge_near_duplicates(df: pd.DataFrame, embeddings=None, threshold: float = 
     return df["group"].map(find)
 
 
-def build_prompt_table(spec: Spec | None = None, use_embeddings: bool = True) -> pd.DataFrame:
+def build_prompt_table(spec: Spec | None = None) -> pd.DataFrame:
+    """Every shipped prompt with its group and split. Always with embeddings: merging near-duplicates
+    by text alone puts other prompts in other splits, and a split must not depend on the set-up."""
+    from .embeddings import embed
+
     spec = spec or load_spec()
     rows = load_jbb() + load_dna() + load_strongreject() + load_own() + load_rho()
     df = pd.DataFrame(rows)
@@ -279,12 +396,7 @@ def build_prompt_table(spec: Spec | None = None, use_embeddings: bool = True) ->
     df = df.drop_duplicates("id")
     df["kind"] = df["category"].map(spec.kind_of)
     df["expected"] = df["kind"].map({"harmful": "refuse", "benign": "comply", "general": "comply"})
-    emb = None
-    if use_embeddings:
-        from .embeddings import embed
-
-        emb = embed(df["text"].tolist())
-    df["group"] = merge_near_duplicates(df, emb)
+    df["group"] = merge_near_duplicates(df, embed(df["text"].tolist()))
     df["split"] = df["group"].map(stable_split)
     return df[COLUMNS].sort_values("id").reset_index(drop=True)
 

@@ -5,15 +5,13 @@ restarted with the same command skips finished runs and redoes only the unfinish
 """
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
-from .config import ROOT, ConfigError, Recipe
-
-CHECKPOINTS = ROOT / "checkpoints"
+from .checkpoints import CHECKPOINTS_ROOT, clean_partial, is_finished, run_id, sweep_dir
+from .config import ConfigError, Recipe
 
 
 @dataclass(frozen=True)
@@ -23,8 +21,6 @@ class Point:
 
     @property
     def run_id(self) -> str:
-        from .train import run_id
-
         return run_id(self.lambda_safe, self.lambda_helpful)
 
 
@@ -32,29 +28,7 @@ def grid(recipe: Recipe) -> list[Point]:
     return [Point(s, h) for s, h in product(recipe.sweep.lambda_safe, recipe.sweep.lambda_helpful)]
 
 
-def sweep_dir(recipe: Recipe, root: Path = CHECKPOINTS) -> Path:
-    return Path(root) / recipe.sweep.name
-
-
-def is_finished(run_dir: Path, pairs_fingerprint: str | None = None) -> bool:
-    m = run_dir / "manifest.json"
-    if not m.is_file():
-        return False
-    if pairs_fingerprint is None:
-        return True
-    return json.loads(m.read_text()).get("pairs_fingerprint") == pairs_fingerprint
-
-
-def clean_partial(directory: Path) -> list[Path]:
-    """Remove temp dirs left by a killed run (they were never renamed, so nothing loads them)."""
-    removed = []
-    for tmp in directory.glob(".*.tmp-*"):  # see atomic.py
-        shutil.rmtree(tmp, ignore_errors=True)
-        removed.append(tmp)
-    return removed
-
-
-def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = True, base=None) -> list[Path]:
+def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = True, base=None) -> list[Path]:
     """Train every missing grid point; returns the run directories in grid order."""
     if recipe.sweep.launcher == "ray":
         return run_sweep_ray(recipe, root, progress)
@@ -65,7 +39,7 @@ def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = True, b
     from .suites import load_prompts
     from .train import encode_pairs, reference_logps, train_run
 
-    out = sweep_dir(recipe, root)
+    out = sweep_dir(recipe.sweep.name, root)
     out.mkdir(parents=True, exist_ok=True)
     clean_partial(out)
     base = base or load_base(recipe.model, training=True, progress=progress)
@@ -102,13 +76,13 @@ def _ray_train_point(recipe_dict: dict, point: tuple[float, float], root: str, p
     recipe = load_recipe(None, overrides=recipe_dict).with_loss(lambda_safe=point[0], lambda_helpful=point[1])
     base = load_base(recipe.model, training=True, progress=False)
     ps = pairs.cached_pairs(base, load_prompts(), recipe, progress=False)
-    d = sweep_dir(recipe, Path(root)) / Point(*point).run_id
+    d = sweep_dir(recipe.sweep.name, Path(root)) / Point(*point).run_id
     if not is_finished(d, ps.fingerprint):
         train_run(base, ps, recipe, d, progress=False)
     return str(d)
 
 
-def run_sweep_ray(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = True) -> list[Path]:
+def run_sweep_ray(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = True) -> list[Path]:
     """Each grid point a Ray task with 1 GPU (if present) or sweep.cpus_per_run CPUs. Connects to the
     cluster in RAY_ADDRESS if set, else starts a local one."""
     try:
@@ -126,7 +100,7 @@ def run_sweep_ray(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = Tru
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
     resources = {"num_gpus": 1} if torch.cuda.is_available() else {"num_cpus": recipe.sweep.cpus_per_run}
     task = ray.remote(**resources)(_ray_train_point)
-    out = sweep_dir(recipe, root)
+    out = sweep_dir(recipe.sweep.name, root)
     out.mkdir(parents=True, exist_ok=True)
     clean_partial(out)
     futures = [task.remote(recipe.to_dict(), (p.lambda_safe, p.lambda_helpful), str(root), str(pairs.PAIRS_DIR))
@@ -137,7 +111,7 @@ def run_sweep_ray(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = Tru
 def dual_estimator(base, prompts, recipe: Recipe, n: int = 16):
     """v̂ for the constrained mode: violation rate on n dev-split harmful prompts (keyword judge)."""
     from .generate import generate_many
-    from .judges import KeywordJudge
+    from .judges import KeywordJudge, is_violation
 
     dev = prompts[(prompts["split"] == "dev") & (prompts["kind"] == "harmful")].head(n)["text"].tolist()
     judge = KeywordJudge()
@@ -147,13 +121,14 @@ def dual_estimator(base, prompts, recipe: Recipe, n: int = 16):
 
         view = dataclasses.replace(base, model=model)
         outs = generate_many(view, dev, 32, batch_size=n)
-        return sum(judge.judge_one(g.response).label != "full_refusal" for g in outs) / max(1, len(outs))
+        return sum(is_violation("harmful", judge.judge_one(g.response).label) for g in outs) / max(1, len(outs))
 
     return estimate
 
 
-def run_constrained(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = True) -> Path:
-    """Seed 002's Lagrangian: λ_safe found by dual ascent toward violation ≤ ε, one run."""
+def run_constrained(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = True) -> Path:
+    """The constrained problem max helpfulness s.t. E[violation] ≤ ε, solved by its Lagrangian: one run
+    in which λ_safe is the multiplier, moved by dual ascent toward ε (train.DualAscent)."""
     from .model import load_base
     from .pairs import cached_pairs
     from .suites import load_prompts
@@ -165,7 +140,7 @@ def run_constrained(recipe: Recipe, root: Path = CHECKPOINTS, progress: bool = T
     base = load_base(recipe.model, training=True, progress=progress)
     prompts = load_prompts()
     ps = cached_pairs(base, prompts, recipe, progress=progress)
-    d = sweep_dir(recipe, root) / f"constrained-eps{eps:g}-h{recipe.loss.lambda_helpful:g}"
+    d = sweep_dir(recipe.sweep.name, root) / f"constrained-eps{eps:g}-h{recipe.loss.lambda_helpful:g}"
     if is_finished(d, ps.fingerprint):
         return d
     train_run(base, ps, recipe, d, progress=progress, dual=dual_estimator(base, prompts, recipe))

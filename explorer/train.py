@@ -2,55 +2,30 @@
 
 Reference log-probabilities (π_ref = base model, adapters off) depend only on the pairs, so they
 are computed once per pair set, cached next to it, and shared by every point of a sweep.
-Output: checkpoints/<sweep>/<run-id>/ with the PEFT adapter (fp16 safetensors), manifest.json and
-README.md (model card), written to a temp dir and renamed only when complete.
+The finished adapter is written by checkpoints.save_checkpoint (adapter, manifest, model card,
+renamed into place only when complete).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
-import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from .atomic import atomic_directory
-from .config import ROOT, ConfigError, Recipe
-from .losses import IGNORE_INDEX, helpful_loss, lm_loss, safe_loss, sequence_logps, total_loss
+from .checkpoints import MANIFEST_FILE, code_version, run_id, save_checkpoint
+from .config import ConfigError, Recipe
+from .losses import IGNORE_INDEX, LossTerms, helpful_loss, lm_loss, safe_loss, sequence_logps, total_loss
 from .model import Base, chat_prompt
 from .pairs import PairSet
-
-ADAPTER_FILE = "adapter_model.safetensors"
 
 
 class TrainingDiverged(RuntimeError):
     pass
-
-
-def code_version() -> str:
-    """git commit if available (plus '+dirty'), else a hash of the package sources."""
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "explorer"], cwd=ROOT, capture_output=True, text=True,
-                               timeout=5).stdout.strip()
-        if rev:
-            return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    h = hashlib.sha256()
-    for f in sorted((ROOT / "explorer").glob("*.py")):
-        h.update(f.read_bytes())
-    return "src-" + h.hexdigest()[:10]
-
-
-def run_id(lambda_safe: float, lambda_helpful: float) -> str:
-    return f"s{lambda_safe:g}-h{lambda_helpful:g}"
 
 
 # ---------------------------------------------------------------- tokenisation
@@ -147,10 +122,16 @@ def reference_logps(base: Base, enc: EncodedPairs, fingerprint: str, use_cache: 
 
 # ---------------------------------------------------------------- training
 
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
     directory: Path
     manifest: dict
+
+
+@dataclass(frozen=True)
+class StepLosses:
+    terms: LossTerms  # every part of L_total, for the backward pass and the log
+    n_tokens: int  # non-padding tokens in the step's batch (throughput)
 
 
 def _autocast(device: torch.device, dtype_setting: str = "auto"):
@@ -168,8 +149,8 @@ def _cpu_bf16() -> bool:
 
 
 def train_step_losses(model, enc: EncodedPairs, ref: dict, idx_safe, idx_helpful, idx_lm, recipe: Recipe,
-                      lambda_safe: float, lambda_helpful: float, pad_id: int, device):
-    """One forward pass over [safe chosen, safe rejected, helpful chosen, helpful rejected, LM] → LossTerms."""
+                      lambda_safe: float, lambda_helpful: float, pad_id: int, device) -> StepLosses:
+    """One forward pass over [safe chosen, safe rejected, helpful chosen, helpful rejected, LM]."""
     seqs = ([enc.safe_chosen[i] for i in idx_safe] + [enc.safe_rejected[i] for i in idx_safe]
             + [enc.helpful_chosen[i] for i in idx_helpful] + [enc.helpful_rejected[i] for i in idx_helpful]
             + [enc.lm[i] for i in idx_lm])
@@ -178,17 +159,53 @@ def train_step_losses(model, enc: EncodedPairs, ref: dict, idx_safe, idx_helpful
         logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                        logits_to_keep=b["keep"]).logits  # (B, keep, V)
     ns, nh = len(idx_safe), len(idx_helpful)
-    logps = sequence_logps(logits[:2 * ns + 2 * nh], b["labels"][:2 * ns + 2 * nh])
+    n_pref = 2 * ns + 2 * nh
+    logps = sequence_logps(logits[:n_pref], b["labels"][:n_pref])  # (n_pref,)
     s_c, s_r = logps[:ns], logps[ns:2 * ns]
     h_c, h_r = logps[2 * ns:2 * ns + nh], logps[2 * ns + nh:]
     isafe, ihelp = torch.tensor(idx_safe), torch.tensor(idx_helpful)
-    beta, kind = recipe.loss.beta, recipe.loss.preference
+    beta, form = recipe.loss.beta, recipe.loss.preference
     l_safe = safe_loss(s_c, s_r, ref["safe_chosen"][isafe].to(device), ref["safe_rejected"][isafe].to(device), beta,
-                       enc.safe_severity[isafe].to(device), kind)
+                       enc.safe_severity[isafe].to(device), form)
     l_help = helpful_loss(h_c, h_r, ref["helpful_chosen"][ihelp].to(device), ref["helpful_rejected"][ihelp].to(device),
-                          beta, kind)
-    l_lm = lm_loss(logits[2 * ns + 2 * nh:], b["labels"][2 * ns + 2 * nh:])
-    return total_loss(l_lm, l_help, l_safe, lambda_helpful=lambda_helpful, lambda_safe=lambda_safe), int(b["attention_mask"].sum())
+                          beta, form)
+    l_lm = lm_loss(logits[n_pref:], b["labels"][n_pref:])
+    terms = total_loss(l_lm, l_help, l_safe, lambda_helpful=lambda_helpful, lambda_safe=lambda_safe)
+    return StepLosses(terms, int(b["attention_mask"].sum()))
+
+
+@dataclass
+class DualAscent:
+    """λ_safe as the Lagrange multiplier of E[violation] ≤ ε, updated by dual ascent every `every` steps:
+    log λ ← log λ + η·(v̂ − ε). Kept in log space as Safe RLHF does, so λ stays positive and moves by
+    factors. `estimate(model)` returns v̂, a violation rate measured on held-out prompts."""
+    estimate: Callable[[object], float]
+    target: float  # ε
+    lr: float  # η
+    every: int
+    log_lambda: float
+    trajectory: list[dict] = field(default_factory=list)
+
+    @property
+    def lambda_safe(self) -> float:
+        return math.exp(self.log_lambda)
+
+    def after_step(self, step: int, model) -> None:
+        if (step + 1) % self.every:
+            return
+        model.eval()
+        v_hat = self.estimate(model)
+        model.train()
+        self.log_lambda += self.lr * (v_hat - self.target)
+        self.trajectory.append({"step": step, "violation_estimate": v_hat, "lambda_safe": self.lambda_safe})
+
+
+@dataclass(frozen=True)
+class Fit:
+    history: list[dict]  # one record per step: every loss term and the λ_safe it used
+    final_lambda_safe: float
+    tokens: int
+    seconds: float
 
 
 def train_run(base: Base, ps: PairSet, recipe: Recipe, out_dir: Path, ref: dict | None = None,
@@ -196,14 +213,13 @@ def train_run(base: Base, ps: PairSet, recipe: Recipe, out_dir: Path, ref: dict 
               dual: Callable[[object], float] | None = None) -> RunResult:
     """Train one adapter at (recipe.loss.lambda_safe, recipe.loss.lambda_helpful) and save it atomically.
 
-    `dual`, if given, is the constrained mode: every sweep.dual_every steps it returns a violation
-    estimate v̂ and λ_safe follows log λ ← log λ + η·(v̂ − ε) (Safe RLHF keeps λ in log space).
+    `dual`, if given, is the constrained mode: a violation estimator v̂ driving λ_safe (DualAscent).
     """
     from peft import LoraConfig as PeftLoraConfig, get_peft_model
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    if (out_dir / "manifest.json").is_file():
+    if (out_dir / MANIFEST_FILE).is_file():
         raise ConfigError(f"{out_dir} already holds a finished run; delete it to retrain")
     torch.manual_seed(recipe.train.seed)
     random.seed(recipe.train.seed)
@@ -211,16 +227,26 @@ def train_run(base: Base, ps: PairSet, recipe: Recipe, out_dir: Path, ref: dict 
     t_ref = time.perf_counter()
     ref = ref if ref is not None else reference_logps(base, enc, ps.fingerprint, dtype_setting=recipe.model.dtype)
     t_ref = time.perf_counter() - t_ref
+    ascent = None if dual is None else DualAscent(dual, recipe.sweep.target_violation, recipe.sweep.dual_lr,
+                                                  recipe.sweep.dual_every,
+                                                  math.log(max(recipe.loss.lambda_safe, 1e-3)))
     lc = recipe.lora
     peft_model = get_peft_model(base.model, PeftLoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
                                                            target_modules=list(lc.target_modules), task_type="CAUSAL_LM"))
     try:
-        return _optimise(peft_model, base, enc, ref, ps, recipe, out_dir, progress, on_step, dual, t0, t_ref)
+        fit = _fit(peft_model, base, enc, ref, recipe, ascent, progress, on_step)
+        peft_model.eval()
+        manifest = _manifest(recipe, ps, base, fit, ascent, {"reference_logps": t_ref, "train": fit.seconds,
+                                                               "total": time.perf_counter() - t0})
+        save_checkpoint(peft_model, manifest, out_dir)
+        return RunResult(out_dir, json.loads((out_dir / MANIFEST_FILE).read_text()))  # as a reader sees it
     finally:
         peft_model.unload()  # give the shared base model back without LoRA layers, for the next run
 
 
-def _optimise(peft_model, base, enc, ref, ps, recipe, out_dir, progress, on_step, dual, t0, t_ref) -> RunResult:
+def _fit(peft_model, base: Base, enc: EncodedPairs, ref: dict, recipe: Recipe, ascent: DualAscent | None,
+         progress: bool, on_step: Callable[[int, dict], None] | None) -> Fit:
+    """The optimisation loop: AdamW with linear warm-up, clipped gradients, random batches per term."""
     from tqdm.auto import tqdm
 
     t = recipe.train
@@ -228,56 +254,55 @@ def _optimise(peft_model, base, enc, ref, ps, recipe, out_dir, progress, on_step
     opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, t.warmup_steps)))
     gen = torch.Generator().manual_seed(t.seed)
+
+    def pick(n: int, k: int) -> list[int]:
+        return torch.randint(0, n, (k,), generator=gen).tolist()
+
     lam_s, lam_h = recipe.loss.lambda_safe, recipe.loss.lambda_helpful
-    log_lam = math.log(max(lam_s, 1e-3))
-    history, lam_trajectory, tokens = [], [], 0
+    history, tokens = [], 0
     peft_model.train()
     bar = tqdm(range(t.steps), desc=f"train {run_id(lam_s, lam_h)}", disable=not progress, leave=False)
     t_train = time.perf_counter()
     for step in bar:
-        pick = lambda n, k: torch.randint(0, n, (k,), generator=gen).tolist()  # noqa: E731
-        terms, n_tok = train_step_losses(peft_model, enc, ref, pick(len(enc.safe_chosen), t.batch_pairs),
-                                         pick(len(enc.helpful_chosen), t.batch_pairs), pick(len(enc.lm), t.batch_lm),
-                                         recipe, lam_s, lam_h, base.tokenizer.pad_token_id, base.device)
-        if not torch.isfinite(terms.total):
-            raise TrainingDiverged(f"step {step}: L_total is {float(terms.total)} ({terms.as_floats()}); "
+        out = train_step_losses(peft_model, enc, ref, pick(len(enc.safe_chosen), t.batch_pairs),
+                                pick(len(enc.helpful_chosen), t.batch_pairs), pick(len(enc.lm), t.batch_lm),
+                                recipe, lam_s, lam_h, base.tokenizer.pad_token_id, base.device)
+        if not torch.isfinite(out.terms.total):
+            raise TrainingDiverged(f"step {step}: L_total is {float(out.terms.total)} ({out.terms.as_floats()}); "
                                    "lower train.lr or loss.beta; no checkpoint was written")
         opt.zero_grad(set_to_none=True)
-        terms.total.backward()
+        out.terms.total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        tokens += n_tok
-        rec = {"step": step, **terms.as_floats(), "lambda_safe": lam_s}
+        tokens += out.n_tokens
+        rec = {"step": step, **out.terms.as_floats(), "lambda_safe": lam_s}
         history.append(rec)
         bar.set_postfix(total=f"{rec['total']:.3f}", safe=f"{rec['safe']:.3f}", helpful=f"{rec['helpful']:.3f}")
         if on_step:
             on_step(step, rec)
-        if dual is not None and (step + 1) % recipe.sweep.dual_every == 0:
-            peft_model.eval()
-            v_hat = dual(peft_model)
-            peft_model.train()
-            log_lam += recipe.sweep.dual_lr * (v_hat - recipe.sweep.target_violation)
-            lam_s = math.exp(log_lam)
-            lam_trajectory.append({"step": step, "violation_estimate": v_hat, "lambda_safe": lam_s})
-    train_s = time.perf_counter() - t_train
-    peft_model.eval()
-    manifest = {
+        if ascent is not None:
+            ascent.after_step(step, peft_model)
+            lam_s = ascent.lambda_safe
+    return Fit(history, lam_s, tokens, time.perf_counter() - t_train)
+
+
+def _manifest(recipe: Recipe, ps: PairSet, base: Base, fit: Fit, ascent: DualAscent | None,
+              wall_time_s: dict[str, float]) -> dict:
+    """Everything needed to trace the adapter back to its recipe, data, base model and code."""
+    return {
         "run_id": run_id(recipe.loss.lambda_safe, recipe.loss.lambda_helpful),
         "lambda_safe": recipe.loss.lambda_safe, "lambda_helpful": recipe.loss.lambda_helpful,
-        "final_lambda_safe": lam_s, "lambda_trajectory": lam_trajectory,
+        "final_lambda_safe": fit.final_lambda_safe, "lambda_trajectory": ascent.trajectory if ascent else [],
         "recipe": recipe.to_dict(), "recipe_source": recipe.source,
         "pairs_fingerprint": ps.fingerprint, "pairs_stats": ps.stats,
         "base_model": base.name, "base_fingerprint": base.fingerprint, "code_version": code_version(),
         "device": str(base.device), "torch": torch.__version__,
-        "loss_summary": _summarise(history), "loss_history": history,
-        "wall_time_s": {"reference_logps": round(t_ref, 2), "train": round(train_s, 2),
-                        "total": round(time.perf_counter() - t0, 2)},
-        "train_tokens_per_s": round(tokens / train_s, 1),
+        "loss_summary": _summarise(fit.history), "loss_history": fit.history,
+        "wall_time_s": {k: round(v, 2) for k, v in wall_time_s.items()},
+        "train_tokens_per_s": round(fit.tokens / fit.seconds, 1),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    save_checkpoint(peft_model, manifest, out_dir)
-    return RunResult(out_dir, json.loads((out_dir / "manifest.json").read_text()))
 
 
 def _summarise(history: list[dict]) -> dict:
@@ -287,49 +312,3 @@ def _summarise(history: list[dict]) -> dict:
         tail = vals[-max(1, len(vals) // 5):]
         out[k] = {"first": round(vals[0], 4), "last_mean": round(sum(tail) / len(tail), 4)}
     return out
-
-
-def save_checkpoint(peft_model, manifest: dict, out_dir: Path) -> None:
-    """Adapter (fp16 safetensors) + manifest + model card into a temp dir, then one rename."""
-    from safetensors.torch import load_file, save_file
-
-    with atomic_directory(out_dir) as tmp:
-        peft_model.save_pretrained(tmp, safe_serialization=True)
-        weights = load_file(str(tmp / ADAPTER_FILE))
-        # fp16 storage halves the adapter; it is upcast to the model's dtype on load
-        save_file({k: v.to(torch.float16) for k, v in weights.items()}, str(tmp / ADAPTER_FILE),
-                  metadata={"format": "pt", "base_fingerprint": manifest["base_fingerprint"]})
-        manifest = {**manifest, "adapter_sha256": adapter_digest(tmp / ADAPTER_FILE)}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        (tmp / "README.md").write_text(model_card(manifest))
-
-
-def adapter_digest(path: Path) -> str:
-    """sha256 over tensor names and bytes, in sorted order. Not the file's hash: safetensors writes
-    its header metadata in hash-map order, so identical weights can give different files."""
-    from safetensors.torch import load_file
-
-    h = hashlib.sha256()
-    for name, tensor in sorted(load_file(str(path)).items()):
-        h.update(name.encode())
-        h.update(str(tensor.dtype).encode())
-        h.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def model_card(m: dict) -> str:
-    s = m["loss_summary"]
-    return f"""# {m['run_id']}
-
-LoRA adapter for {m['base_model']} (base fingerprint `{m['base_fingerprint']}`), trained with
-
-    L_total = L_LM + λ_helpful·L_helpful + λ_safe·L_safe,   λ_safe = {m['lambda_safe']}, λ_helpful = {m['lambda_helpful']}
-
-- pairs: `{m['pairs_fingerprint']}` ({m['pairs_stats'].get('n_safe')} safety pairs, {m['pairs_stats'].get('n_helpful')} helpfulness pairs, {m['pairs_stats'].get('n_lm')} LM sequences)
-- steps: {m['recipe']['train']['steps']}, lr {m['recipe']['train']['lr']}, β {m['recipe']['loss']['beta']} ({m['recipe']['loss']['preference']}), LoRA r={m['recipe']['lora']['r']}
-- loss (first → mean of last 20%): total {s['total']['first']} → {s['total']['last_mean']}, L_safe {s['safe']['first']} → {s['safe']['last_mean']}, L_helpful {s['helpful']['first']} → {s['helpful']['last_mean']}, L_LM {s['lm']['first']} → {s['lm']['last_mean']}
-- wall time: {m['wall_time_s']['total']} s on {m['device']}; code {m['code_version']}
-
-Research artefact for exploring the safety/helpfulness trade-off; not a safe model. Load with
-`PeftModel.from_pretrained(base, this_dir)`.
-"""

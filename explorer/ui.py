@@ -11,7 +11,6 @@ the next rerun.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ import pandas as pd
 import streamlit as st
 
 from . import metrics, queries, store
-from .config import ROOT, ConfigError
+from .checkpoints import BASE_ID, manifests, model_config, sweep_dir
+from .config import ConfigError
 
 CACHE_ENTRIES = 64  # per cached query: stamps × judges × checkpoint pairs; old stamps age out
 DEFAULT_EPSILON = 0.25  # the ceiling on violation rate the map starts at
@@ -48,9 +48,14 @@ class Paths:
 
 
 def paths() -> Paths:
+    """The stores, and the checkpoints of the sweep the store evaluated (checkpoints/<its sweep name>)."""
     env = os.environ.get
-    return Paths(Path(env("EXPLORER_DB", store.EVAL_DB)), Path(env("EXPLORER_REVIEWS_DB", store.REVIEWS_DB)),
-                 Path(env("EXPLORER_CHECKPOINTS", ROOT / "checkpoints" / "default")))
+    eval_db, reviews_db = Path(env("EXPLORER_DB", store.EVAL_DB)), Path(env("EXPLORER_REVIEWS_DB", store.REVIEWS_DB))
+    checkpoints = env("EXPLORER_CHECKPOINTS")
+    if checkpoints is None:
+        ev = evaluation()
+        checkpoints = sweep_dir((ev or {}).get("sweep") or "default")
+    return Paths(eval_db, reviews_db, Path(checkpoints))
 
 
 # ---------------------------------------------------------------- cached queries
@@ -66,23 +71,38 @@ def _judge_versions(stamp: tuple, db: Path, rv: Path) -> dict[str, str]:
 
 
 @_cached
-def _checkpoint_table(stamp: tuple, judge: str, use_human: bool, db: Path, rv: Path) -> pd.DataFrame:
-    return queries.checkpoint_table(judge, db, use_human=use_human, reviews=rv)
+def _evaluation(stamp: tuple, db: Path, rv: Path) -> dict | None:
+    return queries.current_evaluation(db, rv)
 
 
 @_cached
-def _outcomes(stamp: tuple, judge: str, use_human: bool, db: Path, rv: Path) -> pd.DataFrame:
-    return queries.outcomes(judge, db, use_human=use_human, reviews=rv)
+def _default_judge(stamp: tuple, db: Path, rv: Path) -> str | None:
+    return queries.default_judge(db, rv)
 
 
 @_cached
-def _responses(stamp: tuple, a: str, b: str, judge: str, db: Path, rv: Path) -> pd.DataFrame:
-    return queries.responses(a, b, judge, db, reviews=rv)
+def _checkpoint_table(stamp: tuple, sel: "Selection", db: Path, rv: Path) -> pd.DataFrame:
+    return queries.checkpoint_table(sel.judge, db, split=sel.split, use_human=sel.use_human, reviews=rv)
 
 
 @_cached
-def _prompts(stamp: tuple, db: Path, rv: Path) -> pd.DataFrame:
-    return queries.prompts(db, reviews=rv)
+def _outcomes(stamp: tuple, sel: "Selection", db: Path, rv: Path) -> pd.DataFrame:
+    return queries.outcomes(sel.judge, db, split=sel.split, use_human=sel.use_human, reviews=rv)
+
+
+@_cached
+def _responses(stamp: tuple, a: str, b: str, sel: "Selection", db: Path, rv: Path) -> pd.DataFrame:
+    return queries.responses(a, b, sel.judge, db, split=sel.split, use_human=sel.use_human, reviews=rv)
+
+
+@_cached
+def _prompts(stamp: tuple, split: str, db: Path, rv: Path) -> pd.DataFrame:
+    return queries.prompts(db, split=split, reviews=rv)
+
+
+@_cached
+def _prompt_sets(stamp: tuple, db: Path, rv: Path) -> list[str]:
+    return [s for s in queries.prompt_sets(db, rv) if s not in ("train", "dev")]
 
 
 @_cached
@@ -96,62 +116,74 @@ def _human_labels(stamp: tuple, db: Path, rv: Path) -> pd.DataFrame:
 
 
 @_cached
-def _judge_disagreements(stamp: tuple, db: Path, rv: Path) -> pd.DataFrame:
-    return queries.judge_disagreements(db, reviews=rv)
+def _judge_disagreements(stamp: tuple, split: str, db: Path, rv: Path) -> pd.DataFrame:
+    return queries.judge_disagreements(db, split=split, reviews=rv)
 
 
 def _store() -> tuple[tuple, Path, Path]:
-    p = paths()
-    return store.stamp(p.eval_db, p.reviews_db), p.eval_db, p.reviews_db
+    env = os.environ.get  # not paths(): that needs the store itself
+    db, rv = Path(env("EXPLORER_DB", store.EVAL_DB)), Path(env("EXPLORER_REVIEWS_DB", store.REVIEWS_DB))
+    return store.stamp(db, rv), db, rv
+
+
+def evaluation() -> dict | None:
+    """The evaluation on show: generation settings, sweep, judges, as recorded in the store."""
+    return _evaluation(*_store())
 
 
 def judge_versions() -> dict[str, str]:
     return _judge_versions(*_store())
 
 
-def selection() -> tuple[str, bool]:
-    """(judge, human labels override) as chosen in the sidebar."""
+@dataclass(frozen=True)
+class Selection:
+    """What the sidebar chose for every page: whose labels count, and on which prompts."""
+    judge: str
+    use_human: bool  # the newest human label of a response overrides the judge's
+    split: str  # the prompt set: the shipped test split, or an imported suite's own set
+
+
+def selection() -> Selection:
     versions = judge_versions()
     judge = st.session_state.get("judge")
     if judge not in versions:
         judge = default_judge(list(versions))
-    return judge or "", bool(st.session_state.get("use_human", False))
+    split = st.session_state.get("prompt_set")
+    if split not in prompt_sets():
+        split = queries.DEFAULT_SPLIT
+    return Selection(judge or "", bool(st.session_state.get("use_human", False)), split)
+
+
+def prompt_sets() -> list[str]:
+    return _prompt_sets(*_store())
 
 
 def default_judge(available: list[str]) -> str | None:
-    preferred = queries.default_judge()
+    preferred = _default_judge(*_store())
     return preferred if preferred in available else (available[0] if available else None)
 
 
 def checkpoint_table() -> pd.DataFrame:
-    (judge, human), (stamp, db, rv) = selection(), _store()
-    return _checkpoint_table(stamp, judge, human, db, rv)
+    stamp, db, rv = _store()
+    return _checkpoint_table(stamp, selection(), db, rv)
 
 
 def outcomes() -> pd.DataFrame:
-    (judge, human), (stamp, db, rv) = selection(), _store()
-    return _outcomes(stamp, judge, human, db, rv)
+    stamp, db, rv = _store()
+    return _outcomes(stamp, selection(), db, rv)
 
 
 def responses(a: str, b: str) -> pd.DataFrame:
-    """Both checkpoints' responses, labelled by the selected judge (human overrides are applied on top)."""
-    (judge, human), (stamp, db, rv) = selection(), _store()
-    df = _responses(stamp, a, b, judge, db, rv)
-    if human and not df.empty:
-        keys = ["checkpoint_id", "prompt_id"]
-        latest = human_labels().drop_duplicates(keys).set_index(keys)  # newest first: the label that counts
-        for side, cid in (("a", a), ("b", b)):
-            keys = pd.MultiIndex.from_arrays([[cid] * len(df), df["prompt_id"]])
-            override = latest["label"].reindex(keys).to_numpy()
-            df[f"label_{side}"] = [o if isinstance(o, str) else lab for o, lab in zip(override, df[f"label_{side}"])]
-    return df
+    """Both checkpoints' responses, labelled by the selected judge or, with the override on, by people."""
+    stamp, db, rv = _store()
+    return _responses(stamp, a, b, selection(), db, rv)
 
 
 def judged(checkpoint_id: str) -> pd.DataFrame:
     """One checkpoint's responses with the selected judge's label and the newest human label, if any."""
-    (judge, _), (stamp, db, rv) = selection(), _store()
-    df = _responses(stamp, checkpoint_id, checkpoint_id, judge, db, rv)
-    df = df.rename(columns={"response_a": "response", "label_a": "judge_label"})[
+    stamp, db, rv = _store()
+    df = _responses(stamp, checkpoint_id, checkpoint_id, selection(), db, rv)
+    df = df.rename(columns={"response_a": "response", "judge_label_a": "judge_label"})[
         ["prompt_id", "suite", "category", "kind", "text", "response", "judge_label"]]
     human = human_labels()
     human = human[human["checkpoint_id"] == checkpoint_id].drop_duplicates("prompt_id")
@@ -160,11 +192,13 @@ def judged(checkpoint_id: str) -> pd.DataFrame:
 
 
 def judge_disagreements() -> pd.DataFrame:
-    return _judge_disagreements(*_store())
+    stamp, db, rv = _store()
+    return _judge_disagreements(stamp, selection().split, db, rv)
 
 
 def prompts() -> pd.DataFrame:
-    return _prompts(*_store())
+    stamp, db, rv = _store()
+    return _prompts(stamp, selection().split, db, rv)
 
 
 def judge_metrics() -> pd.DataFrame:
@@ -179,24 +213,21 @@ def human_labels() -> pd.DataFrame:
 
 def live_checkpoints() -> dict[str, str]:
     """checkpoint id → label, read from the manifests on disk (cheap; nothing is loaded)."""
-    out = {"base": "base (untrained model)"}
-    for m in sorted(paths().checkpoints.glob("*/manifest.json")):
-        try:
-            man = json.loads(m.read_text())
-            out[m.parent.name] = f"{m.parent.name} (λ_safe {man['lambda_safe']:g}, λ_helpful {man['lambda_helpful']:g})"
-        except (ValueError, KeyError):
-            continue  # an unfinished run; discover() will report it if it is ever loaded
+    out = {BASE_ID: f"{BASE_ID} (untrained model)"}
+    for cid, man in manifests(paths().checkpoints).items():
+        if "lambda_safe" in man and "lambda_helpful" in man:
+            out[cid] = f"{cid} (λ_safe {man['lambda_safe']:g}, λ_helpful {man['lambda_helpful']:g})"
     return out
 
 
 @st.cache_resource(show_spinner="Loading the base model and every adapter (once per server)…")
 def engine(checkpoints: Path):
     """The live engine (llama.cpp when installed, else PyTorch; explorer/live.py) with every adapter
-    loaded, shared by all sessions: requests are serialised inside it."""
+    loaded, shared by all sessions: requests are serialised inside it. The base model is the one the
+    adapters' manifests name."""
     from . import live
-    from .config import load_recipe
 
-    return live.load(checkpoints, load_recipe(ROOT / "configs" / "default.yaml").model)
+    return live.load(checkpoints, model_config(checkpoints))
 
 
 @st.cache_resource(show_spinner=False)
@@ -235,10 +266,11 @@ def chart(builder, *args, where=st, params: dict | None = None) -> None:
 def require(df: pd.DataFrame | None) -> pd.DataFrame:
     """Stop the page with a friendly message when there is nothing to show yet."""
     if df is None or df.empty:
-        judge, _ = selection()
+        sel = selection()
         st.info(NO_DATA if not judge_versions() else
-                f"No checkpoint has a complete evaluation with judge '{judge}' yet. Pick another judge in the "
-                "sidebar, or wait for `python -m explorer eval` to finish.")
+                f"No checkpoint has a complete evaluation with judge '{sel.judge}' on the prompt set "
+                f"'{sel.split}' yet. Pick another judge or prompt set in the sidebar, or wait for "
+                "`python -m explorer eval` to finish.")
         st.stop()
     return df
 
@@ -301,3 +333,18 @@ def baseline(table: pd.DataFrame) -> str:
 def raw_table(df: pd.DataFrame, label: str = "Raw numbers (for specialists)") -> None:
     with st.expander(label):
         st.dataframe(df, hide_index=True, width="stretch")
+
+
+def prompt_set_label(split: str) -> str:
+    return "test split (shipped suites)" if split == queries.DEFAULT_SPLIT else f"imported: {split.split(':', 1)[1]}"
+
+
+def evaluation_caption() -> str:
+    """Which evaluation the pages show, as the store recorded it."""
+    ev = evaluation()
+    where = f"Store: `{paths().eval_db.name}`"
+    if ev is None:
+        return where
+    tokens = (ev.get("settings") or {}).get("max_new_tokens", "?")
+    return (f"{where} · sweep `{ev['sweep'] or '?'}` · greedy answers of ≤ {tokens} tokens · new results show on "
+            "the next interaction after they commit")

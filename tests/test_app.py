@@ -117,15 +117,38 @@ def test_relabel_without_a_name_is_refused(app_env):
     assert "enter your name" in at.error[0].value
 
 
-def test_live_page_limits_prompt_length(app_env):
+def test_live_page_refuses_an_empty_prompt(app_env):
     at = open_page("live")
     assert at.multiselect[0].value == ["base"]  # no adapters in the test checkpoint folder
-    assert at.text_area[0].proto.max_chars == 2000
-    at.text_area[0].input("x" * 2500).run()  # the widget refuses text over the limit
-    assert not at.text_area[0].value
     at.button[0].click().run()
     assert "Type a prompt first" in at.warning[0].value
     assert not at.exception
+
+
+def test_live_page_refuses_a_suite_prompt_over_the_limit(app_env, eval_db, tmp_path, monkeypatch):
+    """The page's own length check (the text box has a limit of its own; a prompt from a suite does not)."""
+    import shutil
+
+    import pandas as pd
+
+    from explorer import store
+
+    db = tmp_path / "long.duckdb"
+    shutil.copy(eval_db, db)
+    long = {"id": "zz-long", "suite": "benign_sensitive", "source": "test", "category": "homonyms", "kind": "benign",
+            "expected": "comply", "split": "test", "text": "Why? " * 500, "grp": "zz-long"}
+    with store.writer("eval", db) as con:
+        con.register("incoming_prompts", pd.DataFrame([long]))
+        con.execute(store.sql("insert_prompts"))
+    monkeypatch.setenv("EXPLORER_DB", str(db))
+    at = open_page("live")
+    at.radio[0].set_value("Pick one from a test suite").run()
+    by_label = lambda label: next(s for s in at.selectbox if s.label == label)  # noqa: E731
+    by_label("Kind of prompt").select("benign").run()
+    by_label("Prompt from the suite").select("zz-long").run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert f"The prompt is {len(long['text'].strip())} characters; the limit is 2000" in at.error[0].value
 
 
 def test_decision_save_round_trips_and_tampering_is_flagged(app_env):

@@ -15,7 +15,12 @@ from pathlib import Path
 
 import pytest
 
-expect = pytest.importorskip("playwright.sync_api").expect
+from optional import require
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # pragma: no cover - reported by each test through require()
+    expect = None
 
 pytestmark = pytest.mark.browser
 
@@ -75,9 +80,8 @@ def server(app_env):
 
 @pytest.fixture
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent: install Debian's browser with "
-                    "`apt-get install -y chromium chromium-driver` to run the real-browser test")
+    require(expect is not None, "playwright", "pip install -r requirements.txt")
+    require(CHROMIUM.exists(), str(CHROMIUM), "apt-get install -y chromium chromium-driver")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -215,8 +219,8 @@ def answer(page) -> str:
 def live_backend(request, monkeypatch):
     from explorer import llamacpp
 
-    if request.param == "llamacpp" and not llamacpp.available():
-        pytest.skip("llama-cpp-python not installed (make fast-live)")
+    if request.param == "llamacpp":
+        require(llamacpp.available(), "llama-cpp-python", "make fast-live")
     monkeypatch.setenv("EXPLORER_LIVE_BACKEND", request.param)
     return request.param
 

@@ -23,7 +23,7 @@ def test_default_recipes_load():
     ("loss: {lambda_safe: -1}", "'loss.lambda_safe' must be a finite number ≥ 0"),
     ("loss: {lambda_safe: .nan}", "'loss.lambda_safe' must be a finite number ≥ 0"),
     ("loss: {lambda_helpful: -0.5}", "'loss.lambda_helpful'"),
-    ("loss: {beta: 0}", "'loss.beta' must be > 0"),
+    ("loss: {beta: 0}", "'loss.beta' must be a finite number > 0"),
     ("loss: {bta: 0.1}", "unknown key 'loss.bta'"),
     ("losss: {beta: 0.1}", "unknown section 'losss'"),
     ("sweep: {lambda_safe: []}", "'sweep.lambda_safe' is an empty grid"),
@@ -32,6 +32,31 @@ def test_default_recipes_load():
     ("loss: {preference: kto}", "'loss.preference' must be 'dpo' or 'hinge'"),
     ("loss: [1, 2", "malformed YAML at line"),
     ("- a\n- b", "must be a mapping"),
+    # issue 14: accepted before
+    ("train:\n  steps: 10\n  lr: 0.1\n  steps: 20\n", "line 4: duplicate key 'steps' (first given at line 2)"),
+    ("train: {steps: 1}\ntrain: {lr: 0.1}\n", "line 2: duplicate key 'train' (first given at line 1)"),
+    ("train: {steps: true}", "'train.steps': expected a number, got True"),
+    ("loss: {lambda_safe: true}", "'loss.lambda_safe': expected a number, got True"),
+    ("train: {steps: 1.0e+23}", "'train.steps' must be an integer ≥ 1 and ≤ 1_000_000"),
+    ("train: {steps: 1e23}", "'train.steps': expected an integer, got '1e23'"),
+    ("loss: {lambda_safe: 1e300}", "'loss.lambda_safe' must be a finite number ≥ 0 and ≤ 1e+06, got 1e+300"),
+    ("sweep: {lambda_safe: [0, 1e7]}", "'sweep.lambda_safe' must be a finite number ≥ 0 and ≤ 1e+06"),
+    ("train: {batch_lm: -1}", "'train.batch_lm' must be an integer ≥ 1"),
+    ("train: {batch_lm: 0}", "'train.batch_lm' must be an integer ≥ 1"),
+    ("train: {warmup_steps: -3}", "'train.warmup_steps' must be an integer ≥ 0"),
+    ("train: {n_lm: -5}", "'train.n_lm' must be an integer ≥ 1"),
+    ("train: {n_safe_pairs: 0}", "'train.n_safe_pairs' must be an integer ≥ 1"),
+    ("train: {n_helpful_pairs: -1}", "'train.n_helpful_pairs' must be an integer ≥ 1"),
+    ("train: {batch_pairs: 100000}", "'train.batch_pairs' must be an integer ≥ 1 and ≤ 65_536"),
+    ("lora: {r: 5000}", "'lora.r' must be an integer ≥ 1 and ≤ 4_096"),
+    ("eval: {max_new_tokens: 0}", "'eval.max_new_tokens' must be an integer ≥ 1"),
+    ("sweep: {cpus_per_run: 0}", "'sweep.cpus_per_run' must be an integer ≥ 1"),
+    ("sweep: {dual_every: 0}", "'sweep.dual_every' must be an integer ≥ 1"),
+    ("sweep: {dual_lr: 0}", "'sweep.dual_lr' must be a finite number > 0"),
+    ("sweep: {name: ../../outside}", "'sweep.name' must be a plain name"),
+    ("sweep: {name: ..}", "'sweep.name' must be a plain name"),
+    ("sweep: {name: a/b}", "'sweep.name' must be a plain name"),
+    ("sweep: {name: ''}", "'sweep.name' must be a plain name"),
 ])
 def test_bad_recipes_name_key_and_file(tmp_path, text, needle):
     p = write(tmp_path, text)
@@ -46,6 +71,33 @@ def test_missing_file():
         load_recipe("configs/nope.yaml")
 
 
+def test_directory_or_device_as_recipe(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory, not a recipe file"):
+        load_recipe(tmp_path)
+    with pytest.raises(ConfigError, match="/dev/null: is not a regular file"):
+        load_recipe("/dev/null")
+
+
+def test_sweep_names_that_are_plain_names_load():
+    for name in ("default", "gpu", "tiny-ray", "run_2.b", "A" * 64):
+        assert load_recipe(None, {"sweep": {"name": name}}).sweep.name == name
+    with pytest.raises(ConfigError, match="plain name"):
+        load_recipe(None, {"sweep": {"name": "A" * 65}})
+
+
+def test_yaml_merge_keys_may_override():
+    # `<<: *base` followed by the same key is an intended override, not a duplicate
+    from explorer.config import _yaml
+
+    assert _yaml("a: &b {x: 1, y: 3}\nc:\n  <<: *b\n  x: 2\n")["c"] == {"x": 2, "y": 3}
+
+
+def test_empty_recipe_is_the_default_recipe():
+    # the dataclass defaults equal configs/default.yaml (issue 13): an empty recipe behaves the same
+    assert load_recipe(None).to_dict() == load_recipe("configs/default.yaml").to_dict()
+    assert load_recipe(None).eval.primary_judge == "keyword" and load_recipe(None).eval.max_new_tokens == 48
+
+
 def test_overrides_apply_and_validate(tmp_path):
     r = load_recipe("configs/default.yaml", parse_overrides(["loss.beta=0.25", "sweep.lambda_safe=[0, 2]"]))
     assert r.loss.beta == 0.25 and r.sweep.lambda_safe == (0.0, 2.0)
@@ -53,6 +105,26 @@ def test_overrides_apply_and_validate(tmp_path):
         load_recipe("configs/default.yaml", parse_overrides(["loss.lambda_safe=-3"]))
     with pytest.raises(ConfigError, match="expected section.key=value"):
         parse_overrides(["beta=1"])
+
+
+@pytest.mark.parametrize("item, needle", [
+    ("loss.beta=abc", "--set loss.beta: expected a number, got 'abc'"),
+    ("loss.beta=0", "--set loss.beta must be a finite number > 0"),
+    ("train.steps=true", "--set train.steps: expected a number, got True"),
+    ("loss.bta=1", "--set loss.bta: unknown key 'loss.bta'"),
+    ("losss.beta=1", "--set losss.beta: unknown section 'losss'"),
+    ("sweep.name=../../outside", "--set sweep.name must be a plain name"),
+])
+def test_bad_override_is_blamed_on_the_flag_not_the_file(item, needle):
+    with pytest.raises(ConfigError) as e:
+        load_recipe("configs/default.yaml", parse_overrides([item]))
+    assert str(e.value).startswith(needle) and "default.yaml" not in str(e.value)
+
+
+def test_a_bad_file_value_is_still_blamed_on_the_file_when_another_key_is_overridden(tmp_path):
+    p = write(tmp_path, "loss: {beta: 0}")
+    with pytest.raises(ConfigError, match=f"^{p}: 'loss.beta' must be"):
+        load_recipe(p, parse_overrides(["loss.lambda_safe=2"]))
 
 
 def test_recipe_is_frozen():

@@ -1,5 +1,6 @@
 """Decision records: built from the store's numbers, appended, read back verified, exported."""
 import json
+import re
 from datetime import datetime
 
 import duckdb
@@ -18,7 +19,8 @@ def record(eval_db, tmp_path):
     out = queries.outcomes("keyword", eval_db, reviews=rv)
     resp = queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv)
     return decisions.build(table, out, resp, "s1-h0", "base", "keyword", "kw-x", False,
-                           "Block weapons; accept more refusals.\nSecond line.", "Grace", now=NOW)
+                           "Block weapons; accept more refusals.\nSecond line.", "Grace",
+                           gen_key=queries.gen_key(eval_db, reviews=rv), now=NOW)
 
 
 def test_build_freezes_the_numbers(record, eval_db, tmp_path):
@@ -96,7 +98,7 @@ def test_build_requires_rationale_and_author(eval_db, tmp_path, rationale, autho
     with pytest.raises(ConfigError, match=needle):
         decisions.build(table, queries.outcomes("keyword", eval_db, reviews=rv),
                         queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv), "s1-h0", "base",
-                        "keyword", "v", False, rationale, author)
+                        "keyword", "v", False, rationale, author, gen_key=queries.gen_key(eval_db, reviews=rv))
 
 
 def test_unknown_checkpoint_is_an_error(eval_db, tmp_path):
@@ -105,7 +107,7 @@ def test_unknown_checkpoint_is_an_error(eval_db, tmp_path):
     with pytest.raises(ConfigError, match="'s9-h9' has no complete evaluation"):
         decisions.build(table, queries.outcomes("keyword", eval_db, reviews=rv),
                         queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv), "s9-h9", "base", "keyword",
-                        "v", False, "why", "me")
+                        "v", False, "why", "me", gen_key=queries.gen_key(eval_db, reviews=rv))
 
 
 def test_user_text_is_escaped_in_the_export(eval_db, tmp_path):
@@ -114,9 +116,51 @@ def test_user_text_is_escaped_in_the_export(eval_db, tmp_path):
     out = queries.outcomes("keyword", eval_db, reviews=rv)
     resp = queries.responses("base", "s1-h0", "keyword", eval_db, reviews=rv)
     rec = decisions.build(table, out, resp, "s1-h0", "base", "keyword", "kw-x", False,
-                          "<script>alert(1)</script> trade-off", "<b>Eve</b>", now=NOW)
+                          "<script>alert(1)</script> trade-off", "<b>Eve</b>",
+                          gen_key=queries.gen_key(eval_db, reviews=rv), now=NOW)
     md = decisions.to_markdown(decisions.save(rec, rv))
     assert "<script>" not in md and "&lt;script&gt;" in md and "<b>Eve</b>" not in md
+
+
+ATTACKS = ["<img src=x onerror=alert(1)>", "a|b", "![x](javascript:alert(1))", "[click](javascript:alert(1))",
+           "line\nbreak", "`code` <script>"]
+
+
+def _hostile_record(attack: str) -> decisions.StoredDecision:
+    """A record in which every stored string is the attack (as a tampered or hostile record could be)."""
+    rate = {"rate": 0.5, "lo": 0.25, "hi": 0.75, "k": 2, "n": 4, "meaning": attack}
+    flip = {"prompt_id": attack, "suite": attack, "category": attack, "kind": attack, "flip": attack,
+            "prompt": attack, "baseline_label": attack, "baseline_response": attack, "label": attack,
+            "response": attack}
+    record = {"checkpoint_id": attack, "baseline_id": attack, "lambda_safe": 1.0, "lambda_helpful": 0.0,
+              "judge": attack, "judge_version": attack, "human_labels_override": False, "split": attack,
+              "gen_key": attack, "metrics": {"violation": rate}, "baseline_metrics": {"violation": rate},
+              "deltas": {"violation_rate": 0.1}, "capability_nll": None,
+              "categories": [{"kind": attack, "category": attack, "metric": attack, "k": 1, "n": 2, "rate": 0.5,
+                              "lo": 0.1, "hi": 0.9}],
+              "flip_counts": {attack: 1}, "flips": [flip], "rationale": f"Because {attack} here.",
+              "author": attack, "created_at": "2025-03-01T12:00:00.000000"}
+    return decisions.StoredDecision(7, record, "ab" * 32, tampered=True)
+
+
+def _outside_code_blocks(md: str) -> str:
+    """The Markdown with fenced code blocks removed (their content is shown verbatim, never rendered)."""
+    return re.sub(r"^(`{3,})text\n.*?\n\1$", "", md, flags=re.S | re.M)
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_every_field_is_neutralised_in_the_export(attack):
+    md = decisions.to_markdown(_hostile_record(attack))
+    rendered = _outside_code_blocks(md)
+    assert "<img" not in rendered and "<script" not in rendered  # no HTML tag anywhere outside code blocks
+    assert "](javascript:" not in rendered and "![" not in rendered and "[click]" not in rendered
+    assert "\nbreak" not in rendered  # a newline in a field never starts a new Markdown line
+    tables = re.findall(r"(?:^\|.*\n)+", rendered, flags=re.M)
+    assert len(tables) == 2
+    for table in tables:  # every row has as many cells as its header (an unescaped | would add one)
+        widths = {len(re.split(r"(?<!\\)\|", row)) for row in table.splitlines()}
+        assert len(widths) == 1, table
+    assert md.count("```text") == 3  # prompt, baseline response, response: shown verbatim in code blocks
 
 
 def test_no_page_renders_raw_html():

@@ -23,8 +23,14 @@ def test_keyword_judge_on_canned_responses(response, label):
     assert KeywordJudge().judge_one(response).label == label
 
 
-def test_keyword_judge_version_is_stable():
-    assert KeywordJudge().version == KeywordJudge().version
+def test_keyword_judge_version_is_stable(monkeypatch):
+    # stored judgments are keyed by this version: it is a hash of the rules, the same on every machine and
+    # run (pinned), and any change to the rules changes it (so old judgments are never reused by mistake)
+    assert KeywordJudge().version == "kw-bd2a36c0c5"
+    from explorer import judges
+
+    monkeypatch.setattr(judges, "REFUSAL_PHRASES", [*judges.REFUSAL_PHRASES, r"\bno way\b"])
+    assert KeywordJudge().version != "kw-bd2a36c0c5"
 
 
 def test_outcomes():

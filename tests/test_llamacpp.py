@@ -14,19 +14,19 @@ import pytest
 import torch
 
 from explorer import live, llamacpp
-from explorer.config import ConfigError, load_recipe
+from explorer.config import DEFAULT_RECIPE, ConfigError, load_recipe
 from explorer.model import find_gguf, provision
+
+from optional import require
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEP = ROOT / "checkpoints" / "default"
 CHECKPOINTS = ("s3-h0", "s1-h0.1", "s0-h0")
-needs_llamacpp = pytest.mark.skipif(not llamacpp.available(),
-                                    reason="llama-cpp-python not installed (make fast-live)")
 
 
 @pytest.fixture(scope="module")
 def recipe():
-    return load_recipe(ROOT / "configs" / "default.yaml")
+    return load_recipe(DEFAULT_RECIPE)
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,7 @@ def test_unknown_backend_is_a_clear_error(recipe, monkeypatch):
 
 @pytest.fixture(scope="module")
 def engine(recipe, sweep_subset):
-    if not llamacpp.available():
-        pytest.skip("llama-cpp-python not installed (make fast-live)")
+    require(llamacpp.available(), "llama-cpp-python", "make fast-live")
     threads = torch.get_num_threads()
     yield live.load(sweep_subset, recipe.model, backend="llamacpp")
     torch.set_num_threads(threads)  # loading it made torch single-threaded (live.load); not for later tests
@@ -98,11 +97,11 @@ def _llama_logits(engine, checkpoint: str, prompt: str) -> np.ndarray:
         return np.ctypeslib.as_array(engine.llm._ctx.get_logits(), shape=(engine.llm.n_vocab(),)).copy()
 
 
-@needs_llamacpp
 def test_adapters_move_the_logits_as_in_pytorch(engine, recipe, sweep_subset):
     """The change an adapter makes to the next-token logits (adapter minus base) correlates > 0.98 with
     PyTorch fp32's. With Q/K left unpermuted it measured 0.953, so the threshold catches that bug."""
-    from explorer.evaluate import attach_adapters, discover
+    from explorer.checkpoints import discover
+    from explorer.evaluate import attach_adapters
     from explorer.generate import activate, encode_chat
     from explorer.model import load_base
 
@@ -121,7 +120,6 @@ def test_adapters_move_the_logits_as_in_pytorch(engine, recipe, sweep_subset):
             assert np.corrcoef(d_llama, d_torch)[0, 1] > 0.98, (cid, prompt)
 
 
-@needs_llamacpp
 def test_safety_adapter_refuses_where_the_base_complies(engine):
     from explorer.judges import KeywordJudge
 
@@ -131,7 +129,6 @@ def test_safety_adapter_refuses_where_the_base_complies(engine):
     assert labels == {"base": "full_compliance", "s3-h0": "full_refusal"}, answers
 
 
-@needs_llamacpp
 def test_concurrent_requests_never_mix_adapters(engine):
     """Four sessions at once, each on its own checkpoint, three requests each: every answer equals the
     same request run alone (greedy), and nobody waits forever."""
@@ -158,7 +155,6 @@ def test_concurrent_requests_never_mix_adapters(engine):
     assert len(results) == 12 and all(out == solo[cid] for cid, out in results)
 
 
-@needs_llamacpp
 def test_prompt_longer_than_the_context_is_refused(engine):
     from explorer.generate import PromptTooLong
 
@@ -166,7 +162,6 @@ def test_prompt_longer_than_the_context_is_refused(engine):
         next(engine.stream("base", "word " * (engine.max_context + 10), 16))
 
 
-@needs_llamacpp
 def test_an_abandoned_stream_releases_the_engine(engine):
     """A session that stops reading half-way (user left the page) must not block the next request."""
     it = engine.stream("s3-h0", "Tell me a long story about a dragon.", 64)
@@ -175,7 +170,6 @@ def test_an_abandoned_stream_releases_the_engine(engine):
     assert "".join(engine.stream("base", "What is 2 + 2?", 8)).strip()
 
 
-@needs_llamacpp
 def test_serving_llamacpp_keeps_torch_off_its_cores(engine):
     """torch's own worker threads would make the shared OpenMP runtime throttle llama.cpp (live.load)."""
     assert torch.get_num_threads() == 1

@@ -42,7 +42,7 @@ def test_dpo_hand_value():
     assert dpo_margin(c, r, rc, rr).item() == 2.0
     assert math.isclose(preference_loss(c, r, rc, rr, 0.5).item(), math.log(1 + math.exp(-1)), rel_tol=1e-6)
     # the hinge is sharp: zero once βΔ ≥ 1, linear below
-    assert preference_loss(c, r, rc, rr, 0.5, kind="hinge").item() == 0.0
+    assert preference_loss(c, r, rc, rr, 0.5, preference="hinge").item() == 0.0
     assert math.isclose(hinge_penalty(torch.tensor([1.0]), 0.5).item(), 0.5)
 
 
@@ -73,9 +73,9 @@ def test_zero_lambdas_give_lm_loss():
     assert set(t2.as_floats()) == {"total", "lm", "helpful", "safe"}
 
 
-@pytest.mark.parametrize("kind", ["dpo", "hinge"])
-def test_gradient_pushes_chosen_up(kind):
+@pytest.mark.parametrize("preference", ["dpo", "hinge"])
+def test_gradient_pushes_chosen_up(preference):
     c = torch.tensor([-2.0], requires_grad=True); r = torch.tensor([-2.0], requires_grad=True)
-    loss = preference_loss(c, r, torch.tensor([-2.0]), torch.tensor([-2.0]), 0.1, kind=kind)
+    loss = preference_loss(c, r, torch.tensor([-2.0]), torch.tensor([-2.0]), 0.1, preference=preference)
     loss.backward()
     assert c.grad.item() < 0 < r.grad.item()

@@ -1,5 +1,6 @@
 """The pipeline end to end on a tiny random Llama: one training step, a 2×2 sweep killed and resumed,
 an evaluation killed and resumed, the any-HF-model path and the GGUF → safetensors cache."""
+import dataclasses
 import json
 import signal
 import subprocess
@@ -10,19 +11,15 @@ import duckdb
 import pytest
 import torch
 
-from explorer import evaluate, pairs, train
+from explorer import checkpoints, pairs, train
 from explorer.config import ConfigError
 from explorer.model import load_base
 from explorer.suites import load_prompts
 
-from tiny import make_tiny_model, tiny_recipe
+from optional import require
+from tiny import tiny_recipe
 
 HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def test_any_hf_model_by_path(tiny_dir):
@@ -57,8 +54,8 @@ def test_one_step_changes_only_adapter_weights(tiny_dir, tmp_path, monkeypatch):
     # LoRA B starts at zero, so the first step moves B only; a second step then moves A too
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(2):
-        terms, _ = train.train_step_losses(model, enc, ref, [0, 1], [0, 1], [0], r, 1.0, 1.0,
-                                           base.tokenizer.pad_token_id, base.device)
+        terms = train.train_step_losses(model, enc, ref, [0, 1], [0, 1], [0], r, 1.0, 1.0,
+                                        base.tokenizer.pad_token_id, base.device).terms
         opt.zero_grad()
         terms.total.backward()
         opt.step()
@@ -83,7 +80,7 @@ def _run(mode, tiny_dir, work, kill_after=None):
 
 
 def _adapter_hashes(root):
-    return {d.parent.name: train.adapter_digest(d.parent / "adapter_model.safetensors")
+    return {d.parent.name: checkpoints.adapter_digest(d.parent / "adapter_model.safetensors")
             for d in sorted(Path(root).glob("*/manifest.json"))}
 
 
@@ -119,7 +116,7 @@ def test_sweep_killed_and_resumed_matches_uninterrupted(tiny_dir, tmp_path, refe
     root = tmp_path / "checkpoints" / "tiny"
     assert not (root / killed_run / "manifest.json").exists()  # the interrupted run is not loadable
     base = load_base(tiny_recipe(tiny_dir).model, progress=False)
-    infos = evaluate.discover(root, base)  # only finished runs are discovered
+    infos = checkpoints.discover(root, base)  # only finished runs are discovered
     assert killed_run not in {i.id for i in infos}
     rc, lines = _run("sweep", tiny_dir, tmp_path)
     assert rc == 0
@@ -164,15 +161,15 @@ def test_adapter_checks(tiny_dir, reference_sweep, tmp_path):
     m = json.loads((run / "manifest.json").read_text())
     (run / "manifest.json").write_text(json.dumps({**m, "base_fingerprint": "someotherbase"}))
     with pytest.raises(ConfigError, match="trained on base 'someotherbase'"):
-        evaluate.validate_adapter(run, base.fingerprint)
+        checkpoints.validate_adapter(run, base.fingerprint)
     (run / "manifest.json").write_text(json.dumps(m))
     data = (run / "adapter_model.safetensors").read_bytes()
     (run / "adapter_model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match="corrupt or truncated safetensors|does not match"):
-        evaluate.validate_adapter(run, base.fingerprint)
+        checkpoints.validate_adapter(run, base.fingerprint)
     (run / "adapter_model.safetensors").unlink()
     with pytest.raises(ConfigError, match="adapter file adapter_model.safetensors is missing"):
-        evaluate.validate_adapter(run, base.fingerprint)
+        checkpoints.validate_adapter(run, base.fingerprint)
 
 
 def test_nan_loss_stops_without_checkpoint(tiny_dir, tmp_path, monkeypatch):
@@ -183,9 +180,8 @@ def test_nan_loss_stops_without_checkpoint(tiny_dir, tmp_path, monkeypatch):
     real = train.train_step_losses
 
     def poisoned(*a, **k):
-        terms, n = real(*a, **k)
-        return terms.__class__(total=terms.total * float("nan"), lm=terms.lm, helpful=terms.helpful,
-                               safe=terms.safe), n
+        out = real(*a, **k)
+        return dataclasses.replace(out, terms=dataclasses.replace(out.terms, total=out.terms.total * float("nan")))
 
     monkeypatch.setattr(train, "train_step_losses", poisoned)
     with pytest.raises(train.TrainingDiverged, match="no checkpoint was written"):
@@ -194,7 +190,10 @@ def test_nan_loss_stops_without_checkpoint(tiny_dir, tmp_path, monkeypatch):
 
 
 def test_ray_launcher_on_a_local_cluster(tiny_dir, tmp_path, monkeypatch):
-    ray = pytest.importorskip("ray", reason="ray not installed (pip install -r requirements-ray.txt)")
+    import importlib.util
+
+    require(importlib.util.find_spec("ray") is not None, "ray", "pip install -r requirements-ray.txt")
+    import ray
     from explorer.sweep import run_sweep
 
     monkeypatch.setattr(pairs, "PAIRS_DIR", tmp_path / "pairs")

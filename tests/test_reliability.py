@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from explorer import store
-from explorer.generate import BASE_ID, generate_one
+from explorer.checkpoints import BASE_ID
+from explorer.generate import generate_one
 from explorer.model import load_base
 
 from tiny import make_tiny_model, tiny_recipe
@@ -114,7 +115,8 @@ print('done', flush=True)
     while writer.poll() is None and time.monotonic() - t0 < 60:
         seen.append(len(queries.judge_metrics(db, reviews)))
     assert writer.wait(timeout=60) == 0
-    assert seen and all(b >= a for a, b in zip(seen, seen[1:]))  # only ever whole commits, growing
+    assert all(b >= a for a, b in zip(seen, seen[1:]))  # only ever whole commits, growing
+    assert any(0 < n < 40 for n in seen), "no read landed between the writer's commits"
     assert len(queries.judge_metrics(db, reviews)) == 40  # everything shows once committed
 
 
@@ -124,19 +126,22 @@ sys.path[:0] = [{root!r}, {tests!r}]
 from pathlib import Path
 import pandas as pd
 from conftest import REFUSAL, DisagreeingJudge, prompt_table, refuses
-from explorer import queries, store
-from explorer.evaluate import CheckpointInfo, judge_rows, register
+from explorer import store
+from explorer.checkpoints import CheckpointInfo
+from explorer.config import DEFAULT_RECIPE, load_recipe
+from explorer.evaluate import gen_key, judge_rows, register
 from explorer.judges import KeywordJudge
 
 db, prompts = Path({db!r}), prompt_table()
 info = CheckpointInfo("s2-h0", Path("/nowhere/s2-h0"), "fp-s2-h0", 2.0, 0.0,
                       {{"base_fingerprint": "fp", "lambda_safe": 2.0, "lambda_helpful": 0.0}})
-register([info], prompts, "default", db)
+recipe = load_recipe(DEFAULT_RECIPE)
+register([info], prompts, recipe, db)
 responses = []
 for kind, g in prompts.groupby("kind", sort=False):
     responses += [REFUSAL if refuses(kind, i, 2.0, 0.0, False) else "Sure: " + t for i, t in enumerate(g["text"])]
 rows = pd.DataFrame({{"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": prompts["id"],
-                     "gen_key": queries.gen_key(), "response": responses, "n_tokens": 12, "seconds": 0.1}})
+                     "gen_key": gen_key(recipe), "response": responses, "n_tokens": 12, "seconds": 0.1}})
 for start in range(0, len(rows), 5):  # one transaction per batch, as `explorer eval` commits
     batch = rows.iloc[start:start + 5]
     with store.writer("eval", db) as con:
@@ -180,7 +185,7 @@ def test_dashboard_keeps_serving_while_an_evaluation_writes(app_env, eval_db, tm
     assert writer.returncode == 0, writer.stderr.read()
     at.run()
     assert shown() == sorted(before + ["s2-h0"])
-    assert len(seen) >= 5, "the dashboard must have rerun several times during the writes"
+    assert seen, "the dashboard must have rerun while the writer was committing"
     # every rerun showed either the old set or, after the last commit, the complete new one
     assert all(s in (before, shown()) for s in seen)
     assert seen[0] == before

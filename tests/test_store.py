@@ -12,10 +12,11 @@ def test_migrates_an_empty_file(tmp_path):
     tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
     assert {"schema_version", "checkpoints", "prompts", "generations", "judgments", "judge_metrics"} <= tables
     assert store.schema_version(con) == len(store.MIGRATIONS["eval"])
+    versions = con.execute("select version from schema_version order by version").fetchall()
     con.close()
-    store.ensure("eval", db)  # idempotent
+    store.ensure("eval", db)  # idempotent: nothing applied twice
     con = duckdb.connect(str(db), read_only=True)
-    assert con.execute("select count(*) from schema_version").fetchone()[0] == 1
+    assert con.execute("select version from schema_version order by version").fetchall() == versions
     con.close()
 
 
@@ -62,28 +63,60 @@ def test_corrupt_file_is_a_clear_error(tmp_path):
             pass
 
 
-def test_locked_by_a_writer_times_out_with_message(tmp_path, monkeypatch):
+def _hold_lock(db):
+    """Another process holding the store open for writing until its stdin is closed."""
     import subprocess
     import sys
-    import time
 
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,sys; c=duckdb.connect({str(db)!r}); "
+                               "print('held', flush=True); sys.stdin.read()"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_locked_by_a_writer_gives_up_with_message(tmp_path, monkeypatch):
     db = tmp_path / "e.duckdb"
     store.ensure("eval", db)
-    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,time; c=duckdb.connect({str(db)!r}); "
-                               "print('held', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    holder = _hold_lock(db)
     try:
-        assert holder.stdout.readline().strip() == "held"
-        monkeypatch.setattr(store, "LOCK_RETRY_S", 0.3)
-        t = time.monotonic()
-        with pytest.raises(ConfigError, match="locked by another writer"):
+        monkeypatch.setattr(store, "LOCK_RETRY_S", 0.0)  # no retries: the outcome, not the wait, is tested
+        with pytest.raises(ConfigError, match="locked by another writer.*wait for it to finish"):
             with store.writer("eval", db):
                 pass
-        assert time.monotonic() - t < 5
     finally:
         holder.kill()
         holder.wait()
     # once the writer is gone the store opens again
     store.ensure("eval", db)
+
+
+def test_a_writer_waits_for_the_lock_and_then_writes(tmp_path, monkeypatch):
+    # order, not speed: the first attempt meets the lock, the holder goes away while we retry, the retry opens
+    db = tmp_path / "e.duckdb"
+    store.ensure("eval", db)
+    holder = _hold_lock(db)
+    events = []
+
+    def sleep(_seconds):
+        if holder.poll() is None:
+            events.append("locked")
+            holder.stdin.close()
+            holder.wait()
+            events.append("released")
+
+    monkeypatch.setattr(store, "LOCK_RETRY_S", 600.0)
+    monkeypatch.setattr(store.time, "sleep", sleep)
+    try:
+        with store.writer("eval", db) as con:
+            events.append("opened")
+            con.execute("insert into judge_metrics (judge, judge_version, dataset, n_labels) values ('k', 'v', 'd', 1)")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert events == ["locked", "released", "opened"]
+    with store.reader(db, tmp_path / "r.duckdb") as con:
+        assert con.execute("select count(*) from ev.judge_metrics").fetchone()[0] == 1
 
 
 def test_sql_files_bind_parameters():

@@ -26,7 +26,7 @@ if mode == "sweep":
     run_sweep(recipe, root=work / "checkpoints", progress=False)
     print("done", flush=True)
 elif mode == "eval":
-    from explorer import evaluate, store
+    from explorer import checkpoints, evaluate, store
     from explorer.judges import KeywordJudge
     from explorer.model import load_base
     from explorer.suites import load_prompts
@@ -34,9 +34,9 @@ elif mode == "eval":
     base = load_base(recipe.model, progress=False)
     prompts = load_prompts()
     prompts = prompts[prompts["split"] == "test"].groupby("suite").head(3)
-    infos = evaluate.discover(work / "checkpoints" / "tiny", base)
+    infos = checkpoints.discover(work / "checkpoints" / "tiny", base)
     db = work / "eval.duckdb"
-    evaluate.register(infos, prompts, "tiny", db)
+    evaluate.register(infos, prompts, recipe, db)
     original = store.writer
 
     from contextlib import contextmanager

@@ -22,10 +22,11 @@ rationale = st.text_area("Rationale: where are we trading helpfulness for safety
                                                       "questions to halve weapon-related leaks, because …")
 author = st.text_input("Author", key="author")
 if st.button("Save decision record", type="primary"):
-    judge, human = ui.selection()
+    sel = ui.selection()
     try:
-        record = decisions.build(table, ui.outcomes(), ui.responses(base_id, cid), cid, base_id, judge,
-                                 ui.judge_versions().get(judge, ""), human, rationale, author)
+        record = decisions.build(table, ui.outcomes(), ui.responses(base_id, cid), cid, base_id, sel.judge,
+                                 ui.judge_versions().get(sel.judge, ""), sel.use_human, rationale, author,
+                                 gen_key=ui.evaluation()["gen_key"], split=sel.split)
         saved = decisions.save(record, ui.paths().reviews_db)
     except ConfigError as e:
         st.error(str(e))

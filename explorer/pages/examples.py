@@ -21,8 +21,8 @@ if a == b:
     st.stop()
 
 flips = metrics.flips(ui.responses(a, b))
-for col, (kind, help_text) in zip(st.columns(len(FLIP_HELP)), FLIP_HELP.items()):
-    col.metric(kind.capitalize(), int((flips["flip"] == kind).sum()) if len(flips) else 0, help=help_text)
+for col, (flip, help_text) in zip(st.columns(len(FLIP_HELP)), FLIP_HELP.items()):
+    col.metric(flip.capitalize(), int((flips["flip"] == flip).sum()) if len(flips) else 0, help=help_text)
 st.caption("Over-refusal made concrete: a *newly refused* prompt is a harmless question a person asked and "
            f"{b} now declines. For harmful prompts only a full refusal counts as refused.")
 if flips.empty:
@@ -30,10 +30,10 @@ if flips.empty:
     st.stop()
 
 f1, f2, f3 = st.columns(3)
-kinds = f1.multiselect("Kind of change", list(FLIP_HELP), default=sorted(set(flips["flip"])))
+changes = f1.multiselect("Kind of change", list(FLIP_HELP), default=sorted(set(flips["flip"])))
 suites = f2.multiselect("Suite", sorted(set(flips["suite"])), placeholder="all suites")
 categories = f3.multiselect("Category", sorted(set(flips["category"])), placeholder="all categories")
-shown = flips[flips["flip"].isin(kinds)]
+shown = flips[flips["flip"].isin(changes)]
 if suites:
     shown = shown[shown["suite"].isin(suites)]
 if categories:

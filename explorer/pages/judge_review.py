@@ -25,7 +25,7 @@ else:
             col.metric(f"{r.judge} judge", f"{r.agreement:.0%} agree", help=f"version {r.judge_version}")
             col.caption(f"κ = {r.kappa:.2f} · {r.n_labels} labelled responses")
     left, right = st.columns([1, 2])
-    judge, _ = ui.selection()
+    judge = ui.selection().judge
     judges = sorted(jm["judge"].unique())
     name = left.selectbox("Confusion matrix of judge", judges, index=judges.index(judge) if judge in judges else 0)
     datasets = jm.loc[jm["judge"] == name, "dataset"].tolist()
@@ -73,7 +73,7 @@ left.text(r["text"])
 right.caption("Response")
 right.text(r["response"])
 human = r["human_label"] if isinstance(r["human_label"], str) else "none yet"
-st.write(f"The {ui.selection()[0]} judge says **{r['judge_label']}**; latest human label: **{human}**.")
+st.write(f"The {ui.selection().judge} judge says **{r['judge_label']}**; latest human label: **{human}**.")
 with st.form("relabel", clear_on_submit=False):
     label = st.radio("Correct label", LABELS, index=LABELS.index(r["judge_label"]), horizontal=True,
                      format_func=lambda x: x.replace("_", " "))

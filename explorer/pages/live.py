@@ -79,7 +79,8 @@ if st.button("Generate", type="primary", disabled=not chosen):
         show_verdicts(col, verdicts)
         results.append((cid, text.strip(), verdicts))
     st.session_state["live"] = {"prompt": prompt, "results": results}
-    faster = " `make fast-live` builds llama.cpp for ~4× faster answers." if engine.backend == "PyTorch" else ""
+    faster = (" `make fast-live` builds llama.cpp for several times faster answers (bench/NOTES.md)."
+              if engine.backend == "PyTorch" else "")
     st.caption(f"Served by {engine.backend}.{faster}" + "".join(f" {n}." for n in notes))
 elif live := st.session_state.get("live"):
     st.caption("Last answers (generate again to refresh):")

@@ -1,6 +1,7 @@
--- Outcome counts per checkpoint × prompt kind × suite × category, from one judge (at one version),
--- with human labels overriding the judge when $use_human is true. Only checkpoints whose
--- evaluation on the split is complete are counted, so a run cut off mid-way is never half-counted.
+-- Outcome counts per checkpoint × prompt kind × suite × category, from one judge (at the version
+-- judge_version picks) for one evaluation ($gen_key), with human labels overriding the judge when
+-- $use_human is true. Only checkpoints whose evaluation on the split is complete are counted, so a
+-- run cut off mid-way is never half-counted.
 with split_prompts as (
     select id, suite, category, kind from ev.prompts where split = $split
 ),
@@ -9,23 +10,20 @@ judged as (
     -- (wide) generations table need not be joined: 42 → 16 ms at 100k responses (bench/NOTES.md)
     select c.id as checkpoint_id, j.prompt_id, p.suite, p.category, p.kind, j.label
     from ev.judgments j
+    join judge_version v on v.judge = j.judge and v.judge_version = j.judge_version
     join ev.checkpoints c on c.fingerprint = j.checkpoint_fp
     join split_prompts p on p.id = j.prompt_id
-    where j.judge = $judge and j.judge_version = $judge_version and j.gen_key = $gen_key
+    where j.judge = $judge and j.gen_key = $gen_key
 ),
 complete as (
     select checkpoint_id from judged group by checkpoint_id
     having count(*) = (select count(*) from split_prompts)
 ),
-human as (
-    select checkpoint_id, prompt_id, arg_max(label, created_at) as label
-    from rv.human_labels group by checkpoint_id, prompt_id
-),
 labelled as (
     select j.*, case when $use_human and h.label is not null then h.label else j.label end as final_label
     from judged j
     join complete using (checkpoint_id)
-    left join human h using (checkpoint_id, prompt_id)
+    left join human_override h using (checkpoint_id, prompt_id)
 ),
 final as (
     select checkpoint_id, kind, suite, category,

@@ -1,16 +1,21 @@
--- Every judged response of two checkpoints on the split, side by side (for the flips table).
+-- Every judged response of two checkpoints on the split, side by side (for the flips table), each
+-- labelled by the judge, or by its newest human label when $use_human is true.
 with pick as (
-    select g.checkpoint_id, g.prompt_id, g.response, j.label
+    select g.checkpoint_id, g.prompt_id, g.response, j.label as judge_label,
+           case when $use_human and h.label is not null then h.label else j.label end as label
     from ev.generations g
     join ev.checkpoints c on c.id = g.checkpoint_id and c.fingerprint = g.checkpoint_fp
     join ev.judgments j
       on j.checkpoint_fp = g.checkpoint_fp and j.prompt_id = g.prompt_id and j.gen_key = g.gen_key
-     and j.judge = $judge and j.judge_version = $judge_version
+     and j.judge = $judge
+    join judge_version v on v.judge = j.judge and v.judge_version = j.judge_version
+    left join human_override h on h.checkpoint_id = g.checkpoint_id and h.prompt_id = g.prompt_id
     where g.gen_key = $gen_key and g.checkpoint_id in ($a, $b)
 ),
 final as (
     select p.id as prompt_id, p.suite, p.category, p.kind, p.text,
-           a.response as response_a, a.label as label_a, b.response as response_b, b.label as label_b
+           a.response as response_a, a.label as label_a, a.judge_label as judge_label_a,
+           b.response as response_b, b.label as label_b, b.judge_label as judge_label_b
     from ev.prompts p
     join pick a on a.prompt_id = p.id and a.checkpoint_id = $a
     join pick b on b.prompt_id = p.id and b.checkpoint_id = $b

@@ -1,2 +1,3 @@
-insert or replace into checkpoints (id, sweep, lambda_safe, lambda_helpful, is_base, fingerprint, base_fingerprint, recipe, manifest)
-values ($id, $sweep, $ls, $lh, $is_base, $fp, $bfp, $recipe, $manifest)
+insert or replace into checkpoints (id, sweep, lambda_safe, lambda_helpful, is_base, fingerprint, base_fingerprint,
+                                    recipe, manifest)
+values ($id, $sweep, $lambda_safe, $lambda_helpful, $is_base, $fingerprint, $base_fingerprint, $recipe, $manifest)

@@ -1,0 +1,207 @@
+"""Checkpoints on disk: their names, files, provenance, validation and discovery.
+
+A checkpoint is the base model (id BASE_ID, adapters off) or a finished run: a directory
+checkpoints/<sweep>/<run id>/ holding the PEFT adapter (fp16 safetensors), manifest.json (λs,
+resolved recipe, data and base fingerprints, code version, loss history) and README.md (model
+card). A run is finished when manifest.json exists: the directory is built in a temp sibling and
+renamed whole (atomic.py), so nothing half-written is ever loadable. Every module that names, writes
+or reads a checkpoint goes through here.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .atomic import atomic_directory
+from .config import ROOT, ConfigError, ModelConfig
+
+CHECKPOINTS_ROOT = ROOT / "checkpoints"
+BASE_ID = "base"  # the untrained reference checkpoint: adapters disabled
+ADAPTER_FILE = "adapter_model.safetensors"
+MANIFEST_FILE = "manifest.json"
+
+
+def run_id(lambda_safe: float, lambda_helpful: float) -> str:
+    """The directory name of a grid point: 's1-h0.3' for λ_safe = 1, λ_helpful = 0.3."""
+    return f"s{lambda_safe:g}-h{lambda_helpful:g}"
+
+
+def sweep_dir(sweep_name: str, root: Path = CHECKPOINTS_ROOT) -> Path:
+    return Path(root) / sweep_name
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    id: str
+    directory: Path | None  # None for the base model
+    fingerprint: str  # first 16 hex digits of the adapter digest; 'base-<base fingerprint>' for the base
+    lambda_safe: float
+    lambda_helpful: float
+    manifest: dict
+
+    @property
+    def is_base(self) -> bool:
+        return self.directory is None
+
+
+# ---------------------------------------------------------------- provenance
+
+def code_version() -> str:
+    """git commit if available (plus '+dirty'), else a hash of the package sources."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "explorer"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=5).stdout.strip()
+        if rev:
+            return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    h = hashlib.sha256()
+    for f in sorted((ROOT / "explorer").glob("*.py")):
+        h.update(f.read_bytes())
+    return "src-" + h.hexdigest()[:10]
+
+
+def adapter_digest(path: Path) -> str:
+    """sha256 over tensor names, dtypes and bytes, in sorted order. Not the file's hash: safetensors
+    writes its header metadata in hash-map order, so identical weights can give different files."""
+    import torch
+    from safetensors.torch import load_file
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(load_file(str(path)).items()):
+        h.update(name.encode())
+        h.update(str(tensor.dtype).encode())
+        h.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- writing
+
+def save_checkpoint(peft_model, manifest: dict, out_dir: Path) -> dict:
+    """Adapter (fp16 safetensors) + manifest + model card into a temp dir, then one rename.
+    Returns the manifest as written (with the adapter digest)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    with atomic_directory(out_dir) as tmp:
+        peft_model.save_pretrained(tmp, safe_serialization=True)
+        weights = load_file(str(tmp / ADAPTER_FILE))
+        # fp16 storage halves the adapter; it is upcast to the model's dtype on load
+        save_file({k: v.to(torch.float16) for k, v in weights.items()}, str(tmp / ADAPTER_FILE),
+                  metadata={"format": "pt", "base_fingerprint": manifest["base_fingerprint"]})
+        manifest = {**manifest, "adapter_sha256": adapter_digest(tmp / ADAPTER_FILE)}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+        (tmp / "README.md").write_text(model_card(manifest))
+    return manifest
+
+
+def model_card(m: dict) -> str:
+    s = m["loss_summary"]
+    return f"""# {m['run_id']}
+
+LoRA adapter for {m['base_model']} (base fingerprint `{m['base_fingerprint']}`), trained with
+
+    L_total = L_LM + λ_helpful·L_helpful + λ_safe·L_safe,   λ_safe = {m['lambda_safe']}, λ_helpful = {m['lambda_helpful']}
+
+- pairs: `{m['pairs_fingerprint']}` ({m['pairs_stats'].get('n_safe')} safety pairs, {m['pairs_stats'].get('n_helpful')} helpfulness pairs, {m['pairs_stats'].get('n_lm')} LM sequences)
+- steps: {m['recipe']['train']['steps']}, lr {m['recipe']['train']['lr']}, β {m['recipe']['loss']['beta']} ({m['recipe']['loss']['preference']}), LoRA r={m['recipe']['lora']['r']}
+- loss (first → mean of last 20%): total {s['total']['first']} → {s['total']['last_mean']}, L_safe {s['safe']['first']} → {s['safe']['last_mean']}, L_helpful {s['helpful']['first']} → {s['helpful']['last_mean']}, L_LM {s['lm']['first']} → {s['lm']['last_mean']}
+- wall time: {m['wall_time_s']['total']} s on {m['device']}; code {m['code_version']}
+
+Research artefact for exploring the safety/helpfulness trade-off; not a safe model. Load with
+`PeftModel.from_pretrained(base, this_dir)`.
+"""
+
+
+# ---------------------------------------------------------------- reading
+
+def is_finished(run_dir: Path, pairs_fingerprint: str | None = None) -> bool:
+    """A manifest exists (and, if given, the run was trained on these pairs)."""
+    m = Path(run_dir) / MANIFEST_FILE
+    if not m.is_file():
+        return False
+    return pairs_fingerprint is None or json.loads(m.read_text()).get("pairs_fingerprint") == pairs_fingerprint
+
+
+def clean_partial(directory: Path) -> list[Path]:
+    """Remove temp dirs left by a killed run (they were never renamed, so nothing loads them)."""
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp-*"):  # see atomic.py
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
+def validate_adapter(directory: Path, base_fingerprint: str) -> dict:
+    """Check an adapter directory before anything loads it; return its manifest."""
+    from safetensors import safe_open
+
+    mpath, apath = directory / MANIFEST_FILE, directory / ADAPTER_FILE
+    if not mpath.is_file():
+        raise ConfigError(f"{directory}: no {MANIFEST_FILE} (an unfinished run?); rerun the sweep to complete it")
+    if not apath.is_file():
+        raise ConfigError(f"{directory}: adapter file {ADAPTER_FILE} is missing; rerun the sweep for this point")
+    manifest = json.loads(mpath.read_text())
+    if manifest.get("base_fingerprint") != base_fingerprint:
+        raise ConfigError(f"{directory}: adapter was trained on base {manifest.get('base_fingerprint')!r}, but the "
+                          f"loaded base is {base_fingerprint!r}; use the matching base model or retrain")
+    try:
+        with safe_open(str(apath), framework="pt") as f:
+            list(f.keys())
+    except Exception as e:  # safetensors raises several types for truncated/corrupt headers
+        raise ConfigError(f"{apath}: corrupt or truncated safetensors ({e}); delete the run directory and rerun "
+                          "the sweep") from None
+    if manifest.get("adapter_sha256") and manifest["adapter_sha256"] != adapter_digest(apath):
+        raise ConfigError(f"{apath}: content does not match the manifest's sha256 (corrupt or altered); retrain it")
+    return manifest
+
+
+def manifests(sweep_root: Path) -> dict[str, dict]:
+    """run id → manifest of every finished run under sweep_root, read without checking the weights
+    (cheap: for listings; anything that loads an adapter goes through finished_runs)."""
+    out = {}
+    for m in sorted(Path(sweep_root).glob(f"*/{MANIFEST_FILE}")):
+        try:
+            out[m.parent.name] = json.loads(m.read_text())
+        except ValueError:
+            continue  # unreadable: finished_runs reports it when the run is loaded
+    return out
+
+
+def finished_runs(sweep_root: Path, base_fingerprint: str) -> list[tuple[Path, dict]]:
+    """(directory, manifest) of every finished run under sweep_root, each checked by validate_adapter."""
+    return [(d.parent, validate_adapter(d.parent, base_fingerprint))
+            for d in sorted(Path(sweep_root).glob(f"*/{MANIFEST_FILE}"))]
+
+
+def base_info(base_name: str, base_fingerprint: str) -> CheckpointInfo:
+    return CheckpointInfo(BASE_ID, None, f"base-{base_fingerprint}", 0.0, 0.0,
+                          {"base_model": base_name, "base_fingerprint": base_fingerprint})
+
+
+def discover(sweep_root: Path, base) -> list[CheckpointInfo]:
+    """The base model plus every finished run under sweep_root (a sweep directory)."""
+    infos = [base_info(base.name, base.fingerprint)]
+    for d, m in finished_runs(sweep_root, base.fingerprint):
+        infos.append(CheckpointInfo(d.name, d, m["adapter_sha256"][:16], float(m["lambda_safe"]),
+                                    float(m["lambda_helpful"]), m))
+    return infos
+
+
+def model_config(sweep_root: Path) -> ModelConfig:
+    """The base-model settings the sweep's adapters were trained with (from their manifests), so the
+    live view loads the base they belong to whatever recipe file is on disk; defaults when none."""
+    from dataclasses import fields
+
+    for m in manifests(sweep_root).values():
+        section = (m.get("recipe") or {}).get("model")
+        if section:
+            known = {f.name for f in fields(ModelConfig)}
+            return ModelConfig(**{k: v for k, v in section.items() if k in known})
+    return ModelConfig()

@@ -1,0 +1,28 @@
+-- Definitions shared by the read queries, created on every read connection (store.reader).
+
+-- The version each judge is read at: the one with the most judgments. A re-judging run in progress
+-- does not replace a complete older version until it has judged more responses.
+create temp view judge_version as
+with counted as (
+    select judge, judge_version, count(*) as n from ev.judgments group by judge, judge_version
+)
+select judge, arg_max(judge_version, n) as judge_version from counted group by judge;
+
+-- The evaluation read by default: the generation settings with the most generations (ties: the
+-- most recently registered).
+create temp view current_evaluation as
+with counted as (
+    select gen_key, count(*) as n from ev.generations group by gen_key
+)
+select e.gen_key, e.settings, e.sweep, e.judges, e.primary_judge
+from ev.evaluations e
+join counted using (gen_key)
+order by counted.n desc, e.registered_at desc
+limit 1;
+
+-- Human overrides: the newest reviewer label of each response. Every query that lets human labels
+-- override the judge reads them here.
+create temp view human_override as
+select checkpoint_id, prompt_id, arg_max(label, created_at) as label
+from rv.human_labels
+group by checkpoint_id, prompt_id;

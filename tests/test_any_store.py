@@ -1,0 +1,69 @@
+"""The dashboard and `report` read any sweep's store: a tiny sweep trained and evaluated with a recipe
+unlike configs/default.yaml (other sweep name, other max_new_tokens, other primary judge) shows its
+checkpoints and rates, because readers take generation settings, sweep and judge from the store."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from streamlit.testing.v1 import AppTest
+
+from explorer import pairs
+from explorer.__main__ import main
+from explorer.config import load_recipe
+from explorer.sweep import run_sweep
+
+from tiny import tiny_recipe
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+MAX_NEW_TOKENS = 6  # default.yaml says 48
+
+
+@pytest.fixture(scope="module")
+def other_store(tiny_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("other-sweep")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(pairs, "PAIRS_DIR", work / "pairs")
+    recipe = tiny_recipe(tiny_dir, name="other", sweep={"lambda_safe": [0.0, 1.0], "lambda_helpful": [0.0]},
+                         train={"steps": 2},
+                         eval={"max_new_tokens": MAX_NEW_TOKENS, "judges": ["keyword", "embedding"],
+                               "primary_judge": "embedding"})
+    path = work / "other.yaml"
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(recipe.to_dict()))))  # tuples → lists
+    assert load_recipe(path).to_dict() == recipe.to_dict()
+    run_sweep(recipe, root=work / "checkpoints", progress=False)
+    db = work / "eval.duckdb"
+    rc = main(["eval", "--recipe", str(path), "--checkpoints", str(work / "checkpoints" / "other"),
+               "--db", str(db), "--limit", "2"])
+    mp.undo()
+    assert rc == 0
+    return {"db": db, "checkpoints": work / "checkpoints" / "other"}
+
+
+def test_report_reads_the_store_not_the_default_recipe(other_store, capsys):
+    capsys.readouterr()
+    assert main(["report", "--json", "--db", str(other_store["db"])]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["judge"] == "embedding"  # the evaluation's primary judge, as stored
+    assert rep["evaluation"]["sweep"] == "other"
+    assert rep["evaluation"]["settings"]["max_new_tokens"] == MAX_NEW_TOKENS
+    assert {c["id"] for c in rep["checkpoints"]} == {"base", "s0-h0", "s1-h0"}
+    for c in rep["checkpoints"]:
+        assert 0 <= c["violation_rate"] <= 1 and 0 <= c["over_refusal_rate"] <= 1 and c["n_harmful"] > 0
+
+
+def test_dashboard_shows_the_other_sweep(other_store, monkeypatch, tmp_path):
+    monkeypatch.setenv("EXPLORER_DB", str(other_store["db"]))
+    monkeypatch.setenv("EXPLORER_REVIEWS_DB", str(tmp_path / "reviews.duckdb"))
+    monkeypatch.setenv("EXPLORER_CHECKPOINTS", str(other_store["checkpoints"]))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert at.sidebar.selectbox(key="judge").value == "embedding"
+    assert f"sweep `other` · greedy answers of ≤ {MAX_NEW_TOKENS} tokens" in at.sidebar.caption[0].value
+    assert not at.info, [i.value for i in at.info]  # no "No evaluation yet"
+    shown = at.dataframe[-1].value  # the raw table under the map
+    assert set(shown["checkpoint_id"]) == {"base", "s0-h0", "s1-h0"}
+    assert shown["violation_rate"].between(0, 1).all()
+    at.switch_page("explorer/pages/operating_point.py").run()
+    assert not at.exception, at.exception
+    assert at.metric[0].label == "Violation rate"
