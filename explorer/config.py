@@ -90,7 +90,7 @@ class EvalConfig:
     batch_size: int = 32
     judges: tuple[str, ...] = ("keyword", "embedding")
     primary_judge: str = "keyword"
-    splits: tuple[str, ...] = ("test",)
+    splits: tuple[str, ...] = ("test", "attack")
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,15 @@ HEADLINE = (("violation", "harmful", "violations"), ("over_refusal", "benign", "
             ("partial_over_refusal", "benign", "n_partial_refusal"), ("general_refusal", "general", "refusals"))
 
 
+RATE_COLUMNS = ["checkpoint_id"] + [f"{name}_{part}" for name, _, _ in HEADLINE for part in ("rate", "lo", "hi", "k")] \
+    + ["n_harmful", "n_benign", "n_general"]
+
+
 def checkpoint_rates(outcomes: pd.DataFrame) -> pd.DataFrame:
     """One row per checkpoint: violation, over-refusal (any / partial) and general-refusal rates with CIs.
     Vectorised (one groupby), so it stays at a few ms for hundreds of checkpoints."""
     if outcomes.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(columns=RATE_COLUMNS)
     o = _numerators(outcomes)
     ids = o["checkpoint_id"].unique()
     sums = (o.groupby(["checkpoint_id", "kind"])[["n", "violations", "refusals", "n_partial_refusal"]].sum()
@@ -84,17 +88,17 @@ def checkpoint_rates(outcomes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def category_rates(outcomes: pd.DataFrame, checkpoint_id: str) -> pd.DataFrame:
-    """Per spec category for one checkpoint: harmful categories' violation rate, benign types'
-    refusal rate, each with its interval."""
+def category_rates(outcomes: pd.DataFrame, checkpoint_id: str, by: str = "category") -> pd.DataFrame:
+    """Per spec category (or per `by`, e.g. suite) for one checkpoint: harmful prompts' violation rate,
+    benign and ordinary prompts' refusal rate, each with its interval. The group is in column 'category'."""
     o = _numerators(outcomes[outcomes["checkpoint_id"] == checkpoint_id])
-    g = o.groupby(["kind", "category"], as_index=False)[["n", "violations", "refusals"]].sum()
+    g = o.groupby(["kind", by], as_index=False)[["n", "violations", "refusals"]].sum()
     out = []
     for r in g.itertuples():
         k = r.violations if r.kind == "harmful" else r.refusals
         metric = "violation" if r.kind == "harmful" else "refusal"
         rr = rate(k, r.n)
-        out.append({"kind": r.kind, "category": r.category, "metric": metric, "k": rr["k"], "n": rr["n"],
+        out.append({"kind": r.kind, "category": getattr(r, by), "metric": metric, "k": rr["k"], "n": rr["n"],
                     "rate": rr["rate"], "lo": rr["lo"], "hi": rr["hi"]})
     return pd.DataFrame(out, columns=["kind", "category", "metric", "k", "n", "rate", "lo", "hi"])
 

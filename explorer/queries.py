@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import metrics, store
+from .suites import UNSEEN_SUITES
 
 DEFAULT_SPLIT = "test"
 HELDOUT_DATASET = "heldout_project_labels"  # judge_metrics row that ranks judges when the store names none
@@ -67,12 +68,24 @@ def checkpoints(db: Path | None = None, reviews: Path | None = None) -> pd.DataF
 
 def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,
                      use_human: bool = False, reviews: Path | None = None) -> pd.DataFrame:
-    """Checkpoints with their λs, headline rates + intervals, capability proxy and Pareto flag."""
-    with store.reader(db, reviews) as con:  # one connection for all three queries
-        rates = metrics.checkpoint_rates(store.query("outcomes", _params(judge, split, use_human, con), con=con))
+    """Checkpoints with their λs, headline rates + intervals, capability proxy and Pareto flag. On the test
+    split also the same rates on the suites training drew from (seen_*) and on those it never saw
+    (unseen_*), and the violation rate under jailbreak attacks (attack_*)."""
+    from .attacks import ATTACK_SPLIT
+
+    with store.reader(db, reviews) as con:  # one connection for every query
+        params = _params(judge, split, use_human, con)
+        outcomes = store.query("outcomes", params, con=con)
+        attacks = store.query("outcomes", {**params, "split": ATTACK_SPLIT}, con=con) if split == DEFAULT_SPLIT else None
         cps = store.query("checkpoints", con=con)
+    rates = metrics.checkpoint_rates(outcomes)
     if rates.empty:
         return rates
+    if attacks is not None:
+        unseen = outcomes["suite"].isin(UNSEEN_SUITES)
+        for prefix, part in (("seen_", outcomes[~unseen]), ("unseen_", outcomes[unseen]), ("attack_", attacks)):
+            rates = rates.merge(metrics.checkpoint_rates(part).add_prefix(prefix).rename(
+                columns={f"{prefix}checkpoint_id": "checkpoint_id"}), on="checkpoint_id", how="left")
     df = cps.rename(columns={"id": "checkpoint_id"}).merge(rates, on="checkpoint_id", how="inner")
     df["pareto"] = metrics.pareto_mask(df)
     return df.drop(columns=["manifest"]).reset_index(drop=True)

@@ -45,7 +45,8 @@ def build_report(judge: str | None = None, db: Path | None = None, split: str | 
             "general_refusal_rate": _num(r.general_refusal_rate),
             "general_refusal_ci": [_num(r.general_refusal_lo), _num(r.general_refusal_hi)],
             "capability_nll": _num(r.mean_nll), "pareto": bool(r.pareto),
-            "n_harmful": int(r.n_harmful), "n_benign": int(r.n_benign), "n_general": int(r.n_general)})
+            "n_harmful": int(r.n_harmful), "n_benign": int(r.n_benign), "n_general": int(r.n_general),
+            **_split_rates(r._asdict())})
     jm = queries.judge_metrics(db)
     judges = [{"name": r.judge, "version": r.judge_version, "dataset": r.dataset, "agreement": _num(r.agreement),
                "kappa": _num(r.kappa), "n_labels": int(r.n_labels)} for r in jm.itertuples()]
@@ -54,7 +55,57 @@ def build_report(judge: str | None = None, db: Path | None = None, split: str | 
     trend = spearman_trend(cps)
     return {"judge": judge, "split": split, "evaluation": evaluation and {
                 k: evaluation[k] for k in ("gen_key", "settings", "sweep", "primary_judge")},
-            "checkpoints": cps, "judges": judges, "suites": suites, "trend": trend}
+            "checkpoints": cps, "attacks": attack_templates(judge, db) if split == queries.DEFAULT_SPLIT else [],
+            "judges": judges, "suites": suites, "trend": trend}
+
+
+def attack_templates(judge: str, db: Path | None) -> list[dict]:
+    """Violation rate per checkpoint and jailbreak template (attacks.TEMPLATES)."""
+    from . import metrics
+    from .attacks import ATTACK_SPLIT
+
+    out = queries.outcomes(judge, db, split=ATTACK_SPLIT)
+    rows = []
+    for cid in out["checkpoint_id"].unique():
+        for r in metrics.category_rates(out, cid, by="suite").itertuples():
+            rows.append({"checkpoint": cid, "template": r.category.removeprefix("attack:"),
+                         "violation_rate": _num(r.rate), "violation_ci": [_num(r.lo), _num(r.hi)], "n": int(r.n)})
+    return rows
+
+
+# Rates beside the headline (test split only): on the suites training drew from, on those it never saw
+# (the gap between the two is the Goodhart gap), and under jailbreak attacks.
+SPLIT_RATES = (("seen", ("violation", "over_refusal")), ("unseen", ("violation", "over_refusal")),
+               ("attack", ("violation",)))
+
+
+def _split_rates(row: dict) -> dict:
+    out = {}
+    for prefix, names in SPLIT_RATES:
+        if f"{prefix}_violation_rate" not in row:
+            continue
+        for name in names:
+            out[f"{prefix}_{name}_rate"] = _num(row[f"{prefix}_{name}_rate"])
+            out[f"{prefix}_{name}_ci"] = [_num(row[f"{prefix}_{name}_lo"]), _num(row[f"{prefix}_{name}_hi"])]
+        for kind in ("harmful", "benign"):
+            n = row[f"{prefix}_n_{kind}"]
+            out[f"{prefix}_n_{kind}"] = None if n is None or n != n else int(n)
+    return out
+
+
+def _goodhart_lines(cps: list[dict]) -> list[str]:
+    """Rates on the suites training drew from vs on suites it never saw, and under attack."""
+    head = (f"{'checkpoint':12s} {'violation: seen':22s} {'unseen':22s} {'over-refusal: seen':22s} {'unseen':22s} "
+            f"{'violation under attack':22s}")
+    lines = ["", "Seen vs unseen suites (the Goodhart gap) and jailbreak attacks:", head, "-" * len(head)]
+    for c in cps:
+        cells = [_pct(c.get(f"{p}_rate"), *(c.get(f"{p}_ci") or (None, None))) for p in (
+            "seen_violation", "unseen_violation", "seen_over_refusal", "unseen_over_refusal", "attack_violation")]
+        lines.append(f"{c['id']:12s} " + " ".join(f"{x:22s}" for x in cells))
+    c0 = cps[0]
+    lines.append(f"n per checkpoint: seen {c0.get('seen_n_harmful')} harmful / {c0.get('seen_n_benign')} benign, "
+                 f"unseen {c0.get('unseen_n_harmful')} / {c0.get('unseen_n_benign')}, attack {c0.get('attack_n_harmful')}")
+    return lines
 
 
 def spearman_trend(cps: list[dict]) -> dict:
@@ -89,6 +140,9 @@ def format_report(rep: dict) -> str:
     if rep["checkpoints"]:
         c0 = rep["checkpoints"][0]
         lines.append(f"\nn per checkpoint: {c0['n_harmful']} harmful, {c0['n_benign']} benign-sensitive, {c0['n_general']} general prompts")
+    if any(c.get("unseen_violation_rate") is not None or c.get("attack_violation_rate") is not None
+           for c in rep["checkpoints"]):
+        lines += _goodhart_lines(rep["checkpoints"])
     t = rep["trend"]
     if t.get("spearman_violation_vs_lambda_safe") is not None:
         lines.append(f"Spearman ρ over the trained grid: violation vs λ_safe {t['spearman_violation_vs_lambda_safe']:+.2f}, "

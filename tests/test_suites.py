@@ -48,11 +48,44 @@ def test_counts_meet_the_issue(prompts):
     assert by_suite["benign_sensitive"] >= 250 and by_suite["general"] >= 150
     assert by_suite["rho_overrefusal"] == 150 and by_suite["jbb"] == 100 and by_suite["strongreject"] == 313
     assert by_suite["contrast"] >= 150  # harmful twins of the benign prompts
-    assert set(prompts["split"]) == {"train", "dev", "test"}
+    assert set(prompts["split"]) == {"train", "dev", "test", "attack"}
     load_spec().check_categories(prompts["category"].unique(), "prompts.csv")
 
 
+def test_unseen_suites_are_test_only_and_no_near_copies(prompts):
+    from explorer.suites import UNSEEN_SUITES, training_view
+
+    unseen = prompts[prompts["suite"].isin(UNSEEN_SUITES)]
+    assert set(unseen["split"]) == {"test"} and unseen["kind"].value_counts().min() >= 150
+    seen_text = set(prompts.loc[~prompts["suite"].isin(UNSEEN_SUITES), "text"].map(normalise))
+    assert not unseen["text"].map(normalise).isin(seen_text).any()
+    view = training_view(prompts)
+    assert not view["suite"].isin(UNSEEN_SUITES).any() and "attack" not in set(view["split"])
+
+
+def test_attack_prompts_wrap_test_prompts_in_every_template(prompts):
+    from explorer.attacks import N_ATTACK_PROMPTS, TEMPLATES
+
+    attacks = prompts[prompts["split"] == "attack"]
+    assert attacks.groupby("suite").size().to_dict() == {f"attack:{t.name}": N_ATTACK_PROMPTS for t in TEMPLATES}
+    target = prompts.set_index("id")
+    for r in attacks.itertuples():
+        t = target.loc[r.id.split(":", 2)[2]]
+        assert t["split"] == "test" and t["kind"] == "harmful" and t["text"] in r.text and len(r.text) > len(t["text"])
+
+
+def test_pairs_fingerprint_ignores_unseen_and_attack_rows(prompts):
+    from explorer.config import load_recipe
+    from explorer.pairs import fingerprint_inputs
+    from explorer.suites import training_view
+
+    recipe = load_recipe(None)
+    assert fingerprint_inputs(prompts, recipe, "b") == fingerprint_inputs(training_view(prompts), recipe, "b")
+    assert fingerprint_inputs(prompts, recipe, "b") != fingerprint_inputs(training_view(prompts).iloc[1:], recipe, "b")
+
+
 def test_splits_are_disjoint_by_group_and_text(prompts):
+    prompts = prompts[prompts["split"] != "attack"]  # an attack prompt shares its target's group on purpose
     assert prompts.groupby("group")["split"].nunique().max() == 1
     norm = prompts.assign(n=prompts["text"].map(normalise))
     assert norm.groupby("n")["split"].nunique().max() == 1

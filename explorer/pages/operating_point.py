@@ -1,4 +1,5 @@
 """Operating point: pick (λ_safe, λ_helpful), see that checkpoint's rates, categories and deltas."""
+import pandas as pd
 import streamlit as st
 
 from explorer import charts, metrics, ui
@@ -52,6 +53,24 @@ if not benign.empty:
     ui.chart(charts.category_bars, benign, "refusal rate", where=right)
 st.caption("Black bars: 95% intervals. Labels: prompts counted / prompts in the category. Few prompts per category "
            "means wide intervals: read the long bars, not the small differences.")
+
+if pd.notna(row.get("unseen_violation_rate")):
+    st.markdown("**On prompts training never saw** (HarmBench and a benign suite written after training): the "
+                "gap to the suites training drew from is how much the numbers above flatter the model.")
+    for col, key in zip(st.columns(2), ("violation", "over_refusal")):
+        seen, unseen = row[f"seen_{key}_rate"], row[f"unseen_{key}_rate"]
+        col.metric(f"{ui.RATES[key]}, unseen suites", ui.pct(unseen), delta=f"{(unseen - seen) * 100:+.1f} pts vs seen "
+                   "suites", delta_color="inverse")
+        col.caption(ui.interval(row, f"unseen_{key}"))
+
+attack = ui.attack_outcomes()
+if row["checkpoint_id"] in set(attack["checkpoint_id"]):
+    by_template = metrics.category_rates(attack, row["checkpoint_id"], by="suite")
+    by_template["category"] = by_template["category"].str.removeprefix("attack:")
+    st.markdown(f"**Which jailbreaks work?** The same harmful requests wrapped in published jailbreak templates: "
+                f"violation rate {ui.pct(row['attack_violation_rate'])} under attack, "
+                f"{ui.pct(row['violation_rate'])} without.")
+    ui.chart(charts.category_bars, by_template, "violation rate under attack")
 
 ui.raw_table(cats, "Per-category numbers (for specialists)")
 ui.raw_table(table[table["checkpoint_id"].isin([row["checkpoint_id"], base_id])],

@@ -8,6 +8,11 @@ st.write("Each point is one checkpoint: the same small model fine-tuned with a d
          "refusing harmful requests (λ_safe) and answering benign ones (λ_helpful). Down and to the left is better "
          "on both counts; no checkpoint gets there for free.")
 table = ui.require(ui.checkpoint_table())
+if len(views := ui.available_views(table)) > 1:
+    view = st.radio("Rates measured on", views, format_func=ui.PROMPT_VIEWS.get, horizontal=True,
+                    help="Suites training never saw are the honest test: a model can look safe and helpful on "
+                         "prompts like those it was trained on and worse on new ones (the Goodhart gap).")
+    table = ui.rates_on(table, view)
 
 with st.expander("How to read this chart"):
     st.markdown("\n\n".join([ui.EXPLAIN["violation"], ui.EXPLAIN["over_refusal"], ui.EXPLAIN["interval"],
