@@ -95,7 +95,7 @@ def cmd_sweep(args) -> int:
 def cmd_eval(args) -> int:
     from . import store
     from .checkpoints import BASE_ID, discover, manifests, sweep_dir
-    from .evaluate import attach_adapters, capability, evaluate, register
+    from .evaluate import attach_adapters, capability, evaluate, evaluate_sampled, register, sampled_prompt_set
     from .judges import get_judge
     from .model import load_base
     from .suites import import_suite_file, load_prompts, parse_column_map
@@ -120,17 +120,39 @@ def cmd_eval(args) -> int:
         raise ConfigError(f"--only: no checkpoint {', '.join(map(repr, unknown))} in {root}; "
                           f"found: {', '.join([BASE_ID, *manifests(root)])}")
     db = Path(args.db) if args.db else store.EVAL_DB
+    if args.sampled and args.suite_file:
+        raise ConfigError("--sampled samples the shipped test prompts; leave out --suite-file")
+    if args.sampled and not only:
+        only = _pareto_ids(db)
     base = load_base(recipe.model)
     infos = [i for i in discover(root, base) if not only or i.id in only]
     # refuses prompts that would rewrite stored ones (then nothing is written)
     register(infos, prompts, recipe, db, imported=bool(args.suite_file))
     engine = attach_adapters(base, infos)  # one model, every adapter attached and switched by name
-    out = evaluate(engine, infos, prompts, recipe, judges, db)
-    if not args.suite_file:
-        capability(engine, infos, recipe, db)
-    print(f"evaluated {len(infos)} checkpoints × {len(prompts)} prompts: {out['generated']} new generations, "
+    if args.sampled:
+        prompts = sampled_prompt_set(prompts, recipe.eval.sampled_prompts)
+        out = evaluate_sampled(engine, infos, prompts, recipe, judges, db)
+        what = f"{recipe.eval.samples} sampled answers × {len(prompts)} prompts"
+    else:
+        out = evaluate(engine, infos, prompts, recipe, judges, db)
+        if not args.suite_file:
+            capability(engine, infos, recipe, db)
+        what = f"{len(prompts)} prompts"
+    print(f"evaluated {len(infos)} checkpoints × {what}: {out['generated']} new generations, "
           f"{out['judged']} new judgments → {db}")
     return 0
+
+
+def _pareto_ids(db: Path) -> set[str]:
+    """The Pareto checkpoints of the stored greedy evaluation (the primary judge): where --sampled spends
+    its compute unless --only says otherwise."""
+    from . import queries
+
+    table = queries.checkpoint_table(queries.default_judge(db) or "", db)
+    if table.empty:
+        raise ConfigError("--sampled picks the Pareto checkpoints of the greedy evaluation, and there is none "
+                          "yet: run `python -m explorer eval` first, or name checkpoints with --only")
+    return set(table.loc[table["pareto"], "checkpoint_id"])
 
 
 def _check_sweep_dir(root: Path, given: bool, base_only: bool) -> None:
@@ -241,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--judge", action="append", help="judge name(s) (default: the recipe's)")
     s.add_argument("--limit", type=_positive_int, help="at most N prompts per suite (quick looks)")
     s.add_argument("--db", help="store path (default: data/eval.duckdb)")
+    s.add_argument("--sampled", action="store_true",
+                   help="k answers per prompt sampled from the model (eval.samples, eval.sampled_prompts), on the "
+                        "Pareto checkpoints unless --only names others: the sampled violation rate")
     s = command("judges", cmd_judges, "score judges against the human labels (and --train the embedding judge)")
     s.add_argument("--train", action="store_true")
     s.add_argument("--db", help="store path")

@@ -91,6 +91,9 @@ class EvalConfig:
     judges: tuple[str, ...] = ("keyword", "embedding")
     primary_judge: str = "keyword"
     splits: tuple[str, ...] = ("test", "attack")
+    samples: int = field(default=8, metadata={"help": "k sampled answers per prompt (eval --sampled)"})
+    sampled_prompts: int = field(default=100, metadata={"help": "harmful and as many benign test prompts sampled"})
+    temperature: float = field(default=1.0, metadata={"help": "T of the sampled answers; 1 = the model's p_θ"})
 
 
 @dataclass(frozen=True)
@@ -132,12 +135,14 @@ INT_RANGES = {  # "section.key" → (lowest, highest), both allowed
     "train.n_safe_pairs": (1, MAX_EXAMPLES), "train.n_helpful_pairs": (1, MAX_EXAMPLES), "train.n_lm": (1, MAX_EXAMPLES),
     "sweep.cpus_per_run": (1, 4096), "sweep.dual_every": (1, MAX_STEPS),
     "eval.max_new_tokens": (1, MAX_TOKENS), "eval.batch_size": (1, MAX_BATCH),
+    "eval.samples": (1, 1024), "eval.sampled_prompts": (1, MAX_EXAMPLES),
 }
 FLOAT_RANGES = {  # "section.key" → (lowest, whether the lowest itself is allowed, highest)
     "loss.lambda_safe": (0.0, True, MAX_LAMBDA), "loss.lambda_helpful": (0.0, True, MAX_LAMBDA),
     "sweep.lambda_safe": (0.0, True, MAX_LAMBDA), "sweep.lambda_helpful": (0.0, True, MAX_LAMBDA),
     "loss.beta": (0.0, False, 1e3), "train.lr": (0.0, False, 10.0), "sweep.dual_lr": (0.0, False, 1e3),
     "lora.dropout": (0.0, True, 0.99), "sweep.target_violation": (0.0, True, 1.0),
+    "eval.temperature": (0.0, False, 10.0),
 }
 
 

@@ -31,7 +31,18 @@ def generation_settings(recipe: Recipe) -> dict:
 
 def gen_key(recipe: Recipe) -> str:
     """Identifies generation settings; stored with every generation and judgment."""
-    return "g-" + hashlib.sha256(json.dumps(generation_settings(recipe)).encode()).hexdigest()[:10]
+    return settings_key(generation_settings(recipe))
+
+
+def settings_key(settings: dict) -> str:
+    return "g-" + hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:10]
+
+
+def sample_settings(recipe: Recipe, index: int) -> dict:
+    """The settings of the index-th sampled answer to each prompt (eval --sampled): each of the k samples
+    is its own generation key, so the stored tables need no sample column."""
+    return {"greedy": False, "temperature": recipe.eval.temperature, "top_k": 0, "top_p": 1.0,
+            "max_new_tokens": recipe.eval.max_new_tokens, "system": None, "sample": index}
 
 
 def attach_adapters(base: Base, infos: list[CheckpointInfo]):
@@ -192,3 +203,64 @@ def capability(engine: Base, infos: list[CheckpointInfo], recipe: Recipe, db: Pa
         with store.writer("eval", db) as con:
             con.execute(store.sql("insert_capability"), {"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id,
                                                          "mean_nll": nll / max(1, ntok), "n_tokens": ntok})
+
+
+# ---------------------------------------------------------------- sampled answers (eval --sampled)
+
+def sampled_prompt_set(prompts: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """n harmful and n benign test prompts in a stable pseudo-random order (hash of seed and id)."""
+    test = prompts[prompts["split"] == "test"]
+    order = test["id"].map(lambda i: hashlib.sha256(f"sampled:{seed}:{i}".encode()).hexdigest())
+    test = test.assign(_order=order).sort_values("_order")
+    return pd.concat([test[test["kind"] == kind].head(n) for kind in ("harmful", "benign")]).drop(columns="_order")
+
+
+def register_sampling(recipe: Recipe, db: Path | None = None) -> list[str]:
+    """Record the k sampling settings as evaluations; returns their generation keys."""
+    keys = []
+    with store.writer("eval", db) as con:
+        for i in range(recipe.eval.samples):
+            settings = sample_settings(recipe, i)
+            keys.append(settings_key(settings))
+            con.execute(store.sql("upsert_evaluation"), {
+                "gen_key": keys[-1], "settings": json.dumps(settings), "sweep": recipe.sweep.name,
+                "judges": json.dumps(list(recipe.eval.judges)), "primary_judge": recipe.eval.primary_judge,
+                "recipe": json.dumps(recipe.to_dict()), "replace": True})
+    return keys
+
+
+def evaluate_sampled(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe,
+                     judges: list, db: Path | None = None, progress: bool = True) -> dict:
+    """k sampled answers per prompt and checkpoint, judged. Resumable: a prompt's k answers commit together,
+    so a prompt is done when its last sample is stored. The seed of each prompt's batch is a hash of
+    checkpoint and prompt: a rerun draws the same answers."""
+    from tqdm.auto import tqdm
+
+    from .generate import sample_answers
+
+    keys = register_sampling(recipe, db)
+    text = dict(zip(prompts["id"], prompts["text"]))
+    with store.reader(db) as con:
+        todo = {i.id: missing_prompts(con, i.fingerprint, keys[-1], prompts["id"].tolist()) for i in infos}
+    bar = tqdm(total=sum(map(len, todo.values())), desc="eval: sampling", unit="prompt", disable=not progress)
+    new = 0
+    for info in infos:
+        activate(engine.model, info.id)
+        bar.set_postfix(checkpoint=info.id)
+        for pid in todo[info.id]:
+            seed = int(hashlib.sha256(f"{info.fingerprint}:{pid}".encode()).hexdigest()[:8], 16)
+            outs = sample_answers(engine, text[pid], len(keys), recipe.eval.max_new_tokens, recipe.eval.temperature,
+                                  seed)
+            rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": pid,
+                                 "gen_key": keys, "response": [g.response for g in outs],
+                                 "n_tokens": [g.n_tokens for g in outs], "seconds": [g.seconds for g in outs]})
+            verdicts = judge_rows(rows, [text[pid]] * len(keys), judges)
+            with store.writer("eval", db) as con:
+                con.register("new_generations", rows)
+                con.execute(store.sql("insert_generations"))
+                con.register("new_judgments", verdicts)
+                con.execute(store.sql("insert_judgments"))
+            new += len(rows)
+            bar.update(1)
+    bar.close()
+    return {"generated": new, "judged": new * len(judges)}

@@ -93,13 +93,32 @@ def generate_batch(base: Base, prompts: Sequence[str], max_new_tokens: int, syst
     enc = encode_chat(base, prompts, system, max_new_tokens, prefills)
     out = base.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                               pad_token_id=base.tokenizer.pad_token_id)
-    new = out[:, enc["input_ids"].shape[1]:]
-    dt = (time.perf_counter() - t) / len(prompts)
-    results = []
+    return _answers(base, prompts, out[:, enc["input_ids"].shape[1]:], time.perf_counter() - t)
+
+
+@torch.inference_mode()
+def sample_answers(base: Base, prompt: str, k: int, max_new_tokens: int, temperature: float,
+                   seed: int) -> list[Generation]:
+    """k independent answers to one prompt drawn from the model's own distribution: ancestral sampling
+    at `temperature`, with no top-k or top-p truncation (at T = 1 each answer is a draw from p_θ(· | u),
+    the distribution the constraint E_u[p_θ(unsafe | u)] ≤ ε is about). The k answers decode as one batch
+    sharing the prompt; `seed` makes them reproducible."""
+    t = time.perf_counter()
+    torch.manual_seed(seed)
+    enc = encode_chat(base, [prompt], None, max_new_tokens)
+    out = base.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
+                              top_k=0, top_p=1.0, num_return_sequences=k, pad_token_id=base.tokenizer.pad_token_id)
+    return _answers(base, [prompt] * k, out[:, enc["input_ids"].shape[1]:], time.perf_counter() - t)
+
+
+def _answers(base: Base, prompts: Sequence[str], new_tokens: torch.Tensor, seconds: float) -> list[Generation]:
+    """Decode each row of new tokens (B, T) up to its first end-of-turn token."""
     eos = {base.tokenizer.eos_token_id, base.tokenizer.pad_token_id}
-    for p, row in zip(prompts, new.tolist()):
+    results = []
+    for p, row in zip(prompts, new_tokens.tolist()):
         n = next((i for i, tok in enumerate(row) if tok in eos), len(row))
-        results.append(Generation(p, base.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), n, dt))
+        results.append(Generation(p, base.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), n,
+                                  seconds / len(prompts)))
     return results
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import store
 from .config import ROOT, ConfigError
-from .judges import LABELS, REGISTRY, agreement, get_judge, is_violation, train_embedding_judge
+from .judges import LABELS, REGISTRY, agreement, get_judge, is_over_refusal, is_violation, train_embedding_judge
 from .suites import package_file, read_table
 
 LABELS_PATH = ROOT / "data" / "labels" / "labels.csv"
@@ -51,7 +51,15 @@ def jbb_comparison() -> pd.DataFrame:
     return df[["goal", "target_response", "human_majority"]].rename(columns={"goal": "prompt", "target_response": "response"})
 
 
+HELDOUT = "heldout_project_labels"
+# Binary decisions behind the two headline rates, scored on the held-out labels of the prompts they
+# concern: their confusion matrices correct the rates for the judge's errors (metrics.corrected_rate).
+DECISIONS = {"heldout_violation": ("harmful", is_violation), "heldout_over_refusal": ("benign", is_over_refusal)}
+
+
 def score_judges(db: Path | None = None, names: list[str] | None = None) -> list[dict]:
+    """Every judge against the held-out labels (three classes, and the violation and over-refusal
+    decisions) and against JailbreakBench's human majority vote; stored in judge_metrics."""
     labels = load_labels()
     held = labels[labels["part"] == "heldout"]
     jbb = jbb_comparison()
@@ -63,24 +71,27 @@ def score_judges(db: Path | None = None, names: list[str] | None = None) -> list
             print(f"skipping judge {name}: {e}")
             continue
         pred = [v.label for v in judge.judge(held["prompt"].tolist(), held["response"].fillna("").tolist())]
-        a = agreement(held["label"].tolist(), pred)
-        rows.append({"judge": name, "judge_version": judge.version, "dataset": "heldout_project_labels",
-                     "n_labels": a["n"], "agreement": a["agreement"], "kappa": a["kappa"],
-                     "confusion": json.dumps({"labels": a["labels"], "matrix": a["confusion"]})})
+        rows.append(_metric_row(judge, HELDOUT, held["label"].tolist(), pred, LABELS))
+        for dataset, (kind, counts_against) in DECISIONS.items():
+            part = (held["kind"] == "harmful") if kind == "harmful" else (held["kind"] != "harmful")
+            truth = [str(counts_against(k, lab)) for k, lab in zip(held["kind"][part], held["label"][part])]
+            called = [str(counts_against(k, lab)) for k, lab, m in zip(held["kind"], pred, part) if m]
+            rows.append(_metric_row(judge, dataset, truth, called, ("False", "True")))
         verdicts = judge.judge(jbb["prompt"].tolist(), jbb["response"].fillna("").tolist())
-        pred_v = ["violation" if is_violation("harmful", v.label) else "no_violation" for v in verdicts]
-        truth_v = ["violation" if h == 1 else "no_violation" for h in jbb["human_majority"]]
-        from sklearn.metrics import cohen_kappa_score, confusion_matrix
-
-        rows.append({"judge": name, "judge_version": judge.version, "dataset": "jbb_classifier_comparison",
-                     "n_labels": len(truth_v), "agreement": sum(t == p for t, p in zip(truth_v, pred_v)) / len(truth_v),
-                     "kappa": float(cohen_kappa_score(truth_v, pred_v)),
-                     "confusion": json.dumps({"labels": ["no_violation", "violation"], "matrix": confusion_matrix(
-                         truth_v, pred_v, labels=["no_violation", "violation"]).tolist()})})
+        called = ["violation" if is_violation("harmful", v.label) else "no_violation" for v in verdicts]
+        truth = ["violation" if h == 1 else "no_violation" for h in jbb["human_majority"]]
+        rows.append(_metric_row(judge, "jbb_classifier_comparison", truth, called, ("no_violation", "violation")))
     with store.writer("eval", db) as con:
         con.register("new_metrics", pd.DataFrame(rows))
         con.execute(store.sql("insert_judge_metrics"))
     return rows
+
+
+def _metric_row(judge, dataset: str, truth: list[str], called: list[str], labels: tuple[str, ...]) -> dict:
+    a = agreement(truth, called, labels)
+    return {"judge": judge.name, "judge_version": judge.version, "dataset": dataset, "n_labels": a["n"],
+            "agreement": a["agreement"], "kappa": a["kappa"],
+            "confusion": json.dumps({"labels": a["labels"], "matrix": a["confusion"]})}
 
 
 def sample_for_labelling(db: Path, out: Path, per_checkpoint_kind: int = 40, seed: int = 0) -> pd.DataFrame:

@@ -63,8 +63,8 @@ def load(checkpoints: Path, cfg: ModelConfig, backend: str | None = None, progre
 
     # llama.cpp and torch share one OpenMP runtime (both load libgomp.so.1). Once torch has started its
     # own worker threads there are more OpenMP threads than cores, and libgomp then cuts its spin-waits
-    # short: llama.cpp's per-operation barriers start sleeping and decoding runs at half speed
-    # (measured 81 → 37 tok/s, bench/NOTES.md). What torch still does in a process serving the live
+    # short: llama.cpp's per-operation barriers start sleeping and decoding slows markedly
+    # (bench/NOTES.md). What torch still does in a process serving the live
     # view (the embedding judge on one answer) is tiny, so it runs on one thread there.
     torch.set_num_threads(1)
     path = provision(cfg, progress=progress)

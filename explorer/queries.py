@@ -77,7 +77,9 @@ def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SP
         params = _params(judge, split, use_human, con)
         outcomes = store.query("outcomes", params, con=con)
         attacks = store.query("outcomes", {**params, "split": ATTACK_SPLIT}, con=con) if split == DEFAULT_SPLIT else None
+        sampled = store.query("sampled_outcomes", {"judge": judge, "split": split}, con=con)
         cps = store.query("checkpoints", con=con)
+        judge_errors = store.query("judge_errors", {"judge": judge}, con=con)
     rates = metrics.checkpoint_rates(outcomes)
     if rates.empty:
         return rates
@@ -86,9 +88,33 @@ def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SP
         for prefix, part in (("seen_", outcomes[~unseen]), ("unseen_", outcomes[unseen]), ("attack_", attacks)):
             rates = rates.merge(metrics.checkpoint_rates(part).add_prefix(prefix).rename(
                 columns={f"{prefix}checkpoint_id": "checkpoint_id"}), on="checkpoint_id", how="left")
+    if not sampled.empty:  # eval --sampled: k answers per prompt drawn from the model's distribution
+        rates = rates.merge(metrics.sampled_rates(sampled), on="checkpoint_id", how="left")
+    rates = _corrected(rates, judge_errors)
     df = cps.rename(columns={"id": "checkpoint_id"}).merge(rates, on="checkpoint_id", how="inner")
     df["pareto"] = metrics.pareto_mask(df)
     return df.drop(columns=["manifest"]).reset_index(drop=True)
+
+
+def sampled_shares(judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,
+                   reviews: Path | None = None) -> pd.DataFrame:
+    """Per checkpoint and prompt: of its k sampled answers, how many refuse (metrics.prompt_shares)."""
+    return metrics.prompt_shares(store.query("sampled_outcomes", {"judge": judge, "split": split},
+                                             eval_path=db, reviews_path=reviews))
+
+
+CORRECTED = {"violation": "heldout_violation", "over_refusal": "heldout_over_refusal"}  # judge_eval.DECISIONS
+
+
+def _corrected(rates: pd.DataFrame, judge_errors: pd.DataFrame) -> pd.DataFrame:
+    """Add <rate>_corrected (with _lo/_hi): the headline rates as a perfect judge would give them,
+    from the judge's confusion on held-out labels of the same decision (metrics.corrected_rate)."""
+    confusion = {r.dataset: json.loads(r.confusion) for r in judge_errors.itertuples()}
+    for name, dataset in CORRECTED.items():
+        for part in ("rate", "lo", "hi"):
+            rates[f"{name}_corrected_{part}"] = (metrics.corrected_rate(rates[f"{name}_{part}"], confusion[dataset])
+                                                 if dataset in confusion else float("nan"))
+    return rates
 
 
 def responses(a: str, b: str, judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,

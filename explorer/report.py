@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import json
+
 from . import queries
+from .judges import per_class
 from .suites import IMPORT_PREFIX
 
 
@@ -49,7 +52,8 @@ def build_report(judge: str | None = None, db: Path | None = None, split: str | 
             **_split_rates(r._asdict())})
     jm = queries.judge_metrics(db)
     judges = [{"name": r.judge, "version": r.judge_version, "dataset": r.dataset, "agreement": _num(r.agreement),
-               "kappa": _num(r.kappa), "n_labels": int(r.n_labels)} for r in jm.itertuples()]
+               "kappa": _num(r.kappa), "n_labels": int(r.n_labels), "per_class": per_class(json.loads(r.confusion))}
+              for r in jm.itertuples()]
     suites = [{"name": r.suite, "split": r.split, "kind": r.kind, "n": int(r.n)}
               for r in queries.suite_counts(db).itertuples() if not r.split.startswith(IMPORT_PREFIX)]
     trend = spearman_trend(cps)
@@ -81,6 +85,14 @@ SPLIT_RATES = (("seen", ("violation", "over_refusal")), ("unseen", ("violation",
 
 def _split_rates(row: dict) -> dict:
     out = {}
+    for name in ("violation", "over_refusal"):  # as a perfect judge would give them (queries._corrected)
+        out[f"{name}_rate_corrected"] = _num(row.get(f"{name}_corrected_rate"))
+        out[f"{name}_corrected_ci"] = [_num(row.get(f"{name}_corrected_lo")), _num(row.get(f"{name}_corrected_hi"))]
+    if "sampled_violation_rate" in row:  # eval --sampled: mean share of k answers, bootstrap interval
+        for name in ("sampled_violation", "sampled_over_refusal"):
+            out[f"{name}_rate"] = _num(row[f"{name}_rate"])
+            out[f"{name}_ci"] = [_num(row[f"{name}_lo"]), _num(row[f"{name}_hi"])]
+        out["sampled_k"] = None if row["sampled_k"] != row["sampled_k"] else int(row["sampled_k"])
     for prefix, names in SPLIT_RATES:
         if f"{prefix}_violation_rate" not in row:
             continue
@@ -102,6 +114,14 @@ def _goodhart_lines(cps: list[dict]) -> list[str]:
         cells = [_pct(c.get(f"{p}_rate"), *(c.get(f"{p}_ci") or (None, None))) for p in (
             "seen_violation", "unseen_violation", "seen_over_refusal", "unseen_over_refusal", "attack_violation")]
         lines.append(f"{c['id']:12s} " + " ".join(f"{x:22s}" for x in cells))
+    if any(c.get("sampled_violation_rate") is not None for c in cps):
+        lines += ["", "Greedy vs sampled answers (k per prompt from the model's own distribution; bootstrap 95%):"]
+        for c in cps:
+            if c.get("sampled_violation_rate") is not None:
+                lines.append(f"{c['id']:12s} violation greedy {_pct(c['violation_rate'])} sampled "
+                             f"{_pct(c['sampled_violation_rate'], *c['sampled_violation_ci'])}   over-refusal greedy "
+                             f"{_pct(c['over_refusal_rate'])} sampled "
+                             f"{_pct(c['sampled_over_refusal_rate'], *c['sampled_over_refusal_ci'])}")
     c0 = cps[0]
     lines.append(f"n per checkpoint: seen {c0.get('seen_n_harmful')} harmful / {c0.get('seen_n_benign')} benign, "
                  f"unseen {c0.get('unseen_n_harmful')} / {c0.get('unseen_n_benign')}, attack {c0.get('attack_n_harmful')}")
@@ -151,4 +171,8 @@ def format_report(rep: dict) -> str:
         lines += ["", "judges (vs human labels):"]
         for j in rep["judges"]:
             lines.append(f"  {j['name']:10s} {j['dataset']:28s} n={j['n_labels']:4d}  agreement {_pct(j['agreement'])}  κ {j['kappa']:.2f}")
+            if j["dataset"] == "heldout_project_labels":
+                lines.append(" " * 13 + "   ".join(
+                    f"{label}: P {_pct(s['precision']).strip()} R {_pct(s['recall']).strip()} (n {s['n']})"
+                    for label, s in j["per_class"].items() if label != "partial_refusal"))
     return "\n".join(lines)

@@ -353,7 +353,13 @@ def raw_table(df: pd.DataFrame, label: str = "Raw numbers (for specialists)") ->
 
 
 def prompt_set_label(split: str) -> str:
-    return "test split (shipped suites)" if split == queries.DEFAULT_SPLIT else f"imported: {split.split(':', 1)[1]}"
+    from .attacks import ATTACK_SPLIT
+    from .suites import IMPORT_PREFIX
+
+    if split.startswith(IMPORT_PREFIX):
+        return f"imported: {split.removeprefix(IMPORT_PREFIX)}"
+    return {queries.DEFAULT_SPLIT: "test split (shipped suites)",
+            ATTACK_SPLIT: "jailbreak attacks (harmful test prompts in templates)"}.get(split, split)
 
 
 def evaluation_caption() -> str:
@@ -382,3 +388,33 @@ def rates_on(table: pd.DataFrame, prefix: str) -> pd.DataFrame:
     view = view.rename(columns={c: c.removeprefix(prefix) for c in cols})
     view["pareto"] = metrics.pareto_mask(view)
     return view
+
+
+def per_class_table(confusion_json: str) -> pd.DataFrame:
+    """Precision, recall and n per label of one stored confusion matrix (judges.per_class)."""
+    import json
+
+    from .judges import per_class
+
+    return pd.DataFrame(per_class(json.loads(confusion_json))).T.rename_axis("label")
+
+
+SAMPLED_HELP = ("Of k answers sampled from the model's own distribution (eval --sampled), how many refused: the "
+                "greedy answer shown is one draw, and a prompt refused 3 of 8 times leaks the other 5.")
+
+
+@_cached
+def _sampled_shares(stamp: tuple, sel: Selection, db: Path, rv: Path) -> pd.DataFrame:
+    return queries.sampled_shares(sel.judge, db, split=sel.split, reviews=rv)
+
+
+def with_sampled_refusals(flips: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Add sampled_a / sampled_b: 'refused 3 of 8 times' where the prompt was sampled, else ''."""
+    stamp, db, rv = _store()
+    shares = _sampled_shares(stamp, selection(), db, rv).set_index(["checkpoint_id", "prompt_id"])
+    out = flips.copy()
+    for side, cid in (("a", a), ("b", b)):
+        out[f"sampled_{side}"] = [
+            f"refused {int(shares.at[(cid, p), 'refused'])} of {int(shares.at[(cid, p), 'k'])} times"
+            if (cid, p) in shares.index else "" for p in out["prompt_id"]]
+    return out

@@ -35,8 +35,12 @@ def other_store(tiny_dir, tmp_path_factory):
     db = work / "eval.duckdb"
     rc = main(["eval", "--recipe", str(path), "--checkpoints", str(work / "checkpoints" / "other"),
                "--db", str(db), "--limit", "2"])
-    mp.undo()
     assert rc == 0
+    sampled = ["eval", "--recipe", str(path), "--checkpoints", str(work / "checkpoints" / "other"), "--db", str(db),
+               "--sampled", "--only", "base", "s1-h0", "--limit", "2", "--set", "eval.samples=3",
+               "--set", "eval.sampled_prompts=2"]
+    assert main(sampled) == 0
+    mp.undo()
     return {"db": db, "checkpoints": work / "checkpoints" / "other"}
 
 
@@ -50,6 +54,36 @@ def test_report_reads_the_store_not_the_default_recipe(other_store, capsys):
     assert {c["id"] for c in rep["checkpoints"]} == {"base", "s0-h0", "s1-h0"}
     for c in rep["checkpoints"]:
         assert 0 <= c["violation_rate"] <= 1 and 0 <= c["over_refusal_rate"] <= 1 and c["n_harmful"] > 0
+
+
+def test_sampled_answers_give_a_rate_with_an_interval(other_store, capsys):
+    capsys.readouterr()
+    main(["report", "--json", "--db", str(other_store["db"])])
+    cps = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checkpoints"]}
+    for cid in ("base", "s1-h0"):
+        c = cps[cid]
+        assert c["sampled_k"] == 3
+        lo, hi = c["sampled_violation_ci"]
+        assert 0 <= lo <= c["sampled_violation_rate"] <= hi <= 1
+    assert cps["s0-h0"].get("sampled_violation_rate") is None  # not sampled
+    # the greedy evaluation is still the one shown: sampled keys never become the current evaluation
+    capsys.readouterr()
+    main(["report", "--json", "--db", str(other_store["db"])])
+    assert json.loads(capsys.readouterr().out)["evaluation"]["settings"]["greedy"] is True
+
+
+def test_sampling_resumes_without_redrawing(other_store, tiny_dir, capsys):
+    import duckdb
+
+    with duckdb.connect(str(other_store["db"]), read_only=True) as con:
+        before = con.execute("select count(*) from generations").fetchone()[0]
+    argv = ["eval", "--recipe", str(other_store["db"].parent / "other.yaml"), "--checkpoints",
+            str(other_store["checkpoints"]), "--db", str(other_store["db"]), "--sampled", "--only", "base",
+            "--limit", "2", "--set", "eval.samples=3", "--set", "eval.sampled_prompts=2"]
+    capsys.readouterr()
+    assert main(argv) == 0 and "0 new generations" in capsys.readouterr().out
+    with duckdb.connect(str(other_store["db"]), read_only=True) as con:
+        assert con.execute("select count(*) from generations").fetchone()[0] == before
 
 
 def test_dashboard_shows_the_other_sweep(other_store, monkeypatch, tmp_path):

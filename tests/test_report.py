@@ -34,3 +34,78 @@ def test_report_cli_json(eval_db):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["checkpoints"]) == 5
+
+
+@pytest.fixture(scope="module")
+def store_with_unseen_and_attacks(eval_db, tmp_path_factory):
+    """The conftest store plus three prompts of an unseen suite that every checkpoint answers (violations)
+    and an attack set that every checkpoint refuses."""
+    import shutil
+
+    import pandas as pd
+
+    from conftest import REFUSAL
+    from explorer import queries, store
+    from explorer.evaluate import judge_rows
+    from explorer.judges import KeywordJudge
+
+    db = tmp_path_factory.mktemp("unseen") / "eval.duckdb"
+    shutil.copy(eval_db, db)
+    extra = pd.DataFrame([
+        {"id": f"hb-{i}", "suite": "harmbench", "source": "t", "category": "violence", "kind": "harmful",
+         "expected": "refuse", "split": "test", "text": f"unseen harmful {i}", "grp": f"hb-{i}"} for i in range(3)] + [
+        {"id": f"attack:stan:h{i}", "suite": "attack:stan", "source": "t", "category": "violence", "kind": "harmful",
+         "expected": "refuse", "split": "attack", "text": f"STAN says {i}", "grp": f"a{i}"} for i in range(2)])
+    key = queries.gen_key(db)
+    cps = queries.checkpoints(db)
+    with store.writer("eval", db) as con:
+        con.register("incoming_prompts", extra)
+        con.execute(store.sql("insert_prompts"))
+        for c in cps.itertuples():
+            rows = pd.DataFrame({"checkpoint_fp": c.fingerprint, "checkpoint_id": c.id, "prompt_id": extra["id"],
+                                 "gen_key": key, "n_tokens": 5, "seconds": 0.1,
+                                 "response": ["Sure, here it is."] * 3 + [REFUSAL] * 2})
+            con.register("new_generations", rows)
+            con.execute(store.sql("insert_generations"))
+            con.register("new_judgments", judge_rows(rows, extra["text"].tolist(), [KeywordJudge()]))
+            con.execute(store.sql("insert_judgments"))
+    return db
+
+
+def test_seen_unseen_and_attack_rates(eval_db, store_with_unseen_and_attacks):
+    before = {c["id"]: c for c in build_report(judge="keyword", db=eval_db)["checkpoints"]}
+    rep = build_report(judge="keyword", db=store_with_unseen_and_attacks)
+    for c in rep["checkpoints"]:
+        old = before[c["id"]]
+        assert c["seen_violation_rate"] == old["violation_rate"] and c["seen_n_harmful"] == 12
+        assert c["unseen_violation_rate"] == 1.0 and c["unseen_n_harmful"] == 3
+        assert c["n_harmful"] == 15  # the headline counts every test prompt
+        assert c["violation_rate"] == pytest.approx((old["violation_rate"] * 12 + 3) / 15)
+        assert c["attack_violation_rate"] == 0.0 and c["attack_n_harmful"] == 2
+    assert {(a["template"], a["violation_rate"], a["n"]) for a in rep["attacks"]} == {("stan", 0.0, 2)}
+    text = format_report(rep)
+    assert "Seen vs unseen suites" in text and "violation under attack" in text
+
+
+def test_judges_carry_per_class_scores(eval_db):
+    rep = build_report(judge="keyword", db=eval_db)
+    held = next(j for j in rep["judges"] if j["name"] == "keyword" and j["dataset"] == "heldout_project_labels")
+    # conftest's confusion: rows truth [[20,1,3],[2,4,1],[1,0,18]] → full refusal precision 18/22, recall 18/19
+    assert held["per_class"]["full_refusal"] == {"precision": 18 / 22, "recall": 18 / 19, "n": 19}
+    assert held["per_class"]["any_refusal"]["n"] == 26
+
+
+def test_map_switches_to_unseen_rates(app_env, store_with_unseen_and_attacks, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("EXPLORER_DB", str(store_with_unseen_and_attacks))
+    at = AppTest.from_file("../app.py", default_timeout=60).run()
+    at.sidebar.selectbox(key="judge").select("keyword").run()
+    radio = next(r for r in at.radio if r.label == "Rates measured on")
+    assert radio.options == ["every test prompt", "suites training drew from (in-distribution)",
+                             "suites training never saw"]
+    at.slider[0].set_value(0.4).run()
+    assert "**s1-h0**" in at.success[0].value  # (2 + 3) / 15 violations over every test prompt
+    radio.set_value("unseen_").run()  # every checkpoint leaks all 3 unseen prompts
+    assert not at.exception, at.exception
+    assert "No checkpoint has a violation rate of at most 40%" in at.warning[0].value

@@ -39,12 +39,16 @@ if suites:
 if categories:
     shown = shown[shown["category"].isin(categories)]
 
+shown = ui.with_sampled_refusals(shown, a, b)
 st.dataframe(
-    shown[["flip", "kind", "category", "text", "label_a", "response_a", "label_b", "response_b"]],
+    shown[["flip", "kind", "category", "text", "label_a", "response_a", "label_b", "response_b", "sampled_a",
+           "sampled_b"]],
     hide_index=True, width="stretch",
     column_config={"flip": "change", "text": st.column_config.TextColumn("prompt", width="medium"),
                    "label_a": f"judge on {a}", "response_a": st.column_config.TextColumn(f"{a} said", width="large"),
-                   "label_b": f"judge on {b}", "response_b": st.column_config.TextColumn(f"{b} said", width="large")})
+                   "label_b": f"judge on {b}", "response_b": st.column_config.TextColumn(f"{b} said", width="large"),
+                   "sampled_a": st.column_config.TextColumn(f"{a}, sampled", help=ui.SAMPLED_HELP),
+                   "sampled_b": st.column_config.TextColumn(f"{b}, sampled", help=ui.SAMPLED_HELP)})
 
 if not shown.empty:
     st.subheader("Read one in full")
@@ -56,5 +60,7 @@ if not shown.empty:
     for col, cid, side in ((left, a, "a"), (right, b, "b")):
         col.markdown(f"**{cid}** · judged `{r[f'label_{side}']}`")
         col.text(r[f"response_{side}"])
+        if r[f"sampled_{side}"]:
+            col.caption(f"Sampled answers: {r[f'sampled_{side}']}")
 
 ui.raw_table(shown, "All columns of the filtered flips (for specialists)")

@@ -6,6 +6,8 @@ from explorer.config import ConfigError
 from explorer.judges import LABELS
 
 DATASETS = {"heldout_project_labels": "our held-out hand labels (three labels)",
+            "heldout_violation": "our held-out labels of harmful prompts (violation or not)",
+            "heldout_over_refusal": "our held-out labels of harmless prompts (over-refusal or not)",
             "jbb_classifier_comparison": "JailbreakBench's human votes (violation or not)"}
 
 st.title("Judges")
@@ -34,6 +36,9 @@ else:
     left.caption("Rows: what the human said; columns: what the judge said. The diagonal is agreement; off the "
                  "diagonal are the judge's mistakes.")
     ui.chart(charts.confusion, charts.confusion_frame(row["confusion"]), where=right)
+    left.caption("Per label: precision = of the responses the judge gave this label, the share people gave it "
+                 "too; recall = of the responses people gave this label, the share the judge found.")
+    left.dataframe(ui.per_class_table(row["confusion"]), width="stretch")
     ui.raw_table(jm)
 
 st.subheader("Where the judges disagree")

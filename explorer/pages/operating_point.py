@@ -41,6 +41,14 @@ for col, key in zip(st.columns(3), ui.RATES):
     col.metric(ui.RATES[key], ui.pct(row[f"{key}_rate"]), delta=f"{d[f'{key}_rate'] * 100:+.1f} pts vs {base_id}",
                delta_color="inverse", help=ui.EXPLAIN[key] + "\n\n" + ui.EXPLAIN["interval"])
     col.caption(ui.interval(row, key))
+    if pd.notna(row.get(f"{key}_corrected_rate")):
+        col.caption(f"With the judge's own errors taken out: {ui.pct(row[f'{key}_corrected_rate'])} "
+                    f"({ui.pct(row[f'{key}_corrected_lo'])}–{ui.pct(row[f'{key}_corrected_hi'])}), estimated from "
+                    "how often it mislabels held-out responses people labelled (Judges page).")
+    if pd.notna(row.get(f"sampled_{key}_rate")):
+        col.caption(f"Sampled answers ({int(row['sampled_k'])} per prompt, the model's own distribution): "
+                    f"{ui.pct(row[f'sampled_{key}_rate'])} ({ui.pct(row[f'sampled_{key}_lo'])}–"
+                    f"{ui.pct(row[f'sampled_{key}_hi'])}); the greedy answer is one draw of many.")
 
 cats = metrics.category_rates(ui.outcomes(), row["checkpoint_id"])
 harm, benign = cats[cats["kind"] == "harmful"], cats[cats["kind"] != "harmful"]

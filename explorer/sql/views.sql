@@ -8,8 +8,8 @@ with counted as (
 )
 select judge, arg_max(judge_version, n) as judge_version from counted group by judge;
 
--- The evaluation read by default: the generation settings with the most generations (ties: the
--- most recently registered).
+-- The evaluation read by default: the greedy generation settings with the most generations (ties:
+-- the most recently registered). Sampled answers (eval --sampled) are read through sampled_keys.
 create temp view current_evaluation as
 with counted as (
     select gen_key, count(*) as n from ev.generations group by gen_key
@@ -17,8 +17,15 @@ with counted as (
 select e.gen_key, e.settings, e.sweep, e.judges, e.primary_judge
 from ev.evaluations e
 join counted using (gen_key)
+where coalesce(e.settings->>'greedy', 'true') = 'true'
 order by counted.n desc, e.registered_at desc
 limit 1;
+
+-- The sampled answers that go with it: one generation key per sample index, same length cap.
+create temp view sampled_keys as
+select e.gen_key
+from ev.evaluations e, current_evaluation c
+where e.settings->>'greedy' = 'false' and e.settings->>'max_new_tokens' = c.settings->>'max_new_tokens';
 
 -- Human overrides: the newest reviewer label of each response. Every query that lets human labels
 -- override the judge reads them here.
