@@ -224,6 +224,27 @@ def bench_eval(res: dict) -> None:
                eval_speedup=t_seq / t_batch)
 
 
+def bench_sampled(res: dict) -> None:
+    """Sampled answers (eval --sampled): k answers of one prompt decoded as one batch sharing the prompt,
+    vs the greedy batched engine on k different prompts, same run, same checkpoint and length cap."""
+    from explorer.generate import activate, generate_many, sample_answers
+    from explorer.suites import load_prompts
+
+    recipe, engine, infos = _engine()
+    activate(engine.model, infos[-1].id)
+    k, n = recipe.eval.samples, recipe.eval.max_new_tokens
+    prompts = load_prompts()
+    prompts = prompts[prompts["split"] == "test"]["text"].head(4 * k).tolist()
+    sampled, greedy = [], []
+    t_sampled = _timed(lambda: sampled.extend(
+        g for i, p in enumerate(prompts[:4]) for g in sample_answers(engine, p, k, n, recipe.eval.temperature, i)))
+    t_greedy = _timed(lambda: greedy.extend(generate_many(engine, prompts, n, batch_size=k)))
+    res.update(sampled_eval_tok_s=sum(g.n_tokens for g in sampled) / t_sampled,
+               greedy_eval_tok_s_batch_k=sum(g.n_tokens for g in greedy) / t_greedy,
+               sampled_vs_greedy=(sum(g.n_tokens for g in sampled) / t_sampled)
+               / (sum(g.n_tokens for g in greedy) / t_greedy))
+
+
 def bench_ui(res: dict) -> None:
     """Dashboard at scale: a synthetic store (100k generations, 25 checkpoints); see the three parts."""
     from bench.synthetic_store import build
@@ -373,7 +394,7 @@ def bench_memory(res: dict) -> None:
     res.update(memory_child())
 
 
-BENCHES = {"live": bench_live, "switch": bench_switch, "eval": bench_eval, "ui": bench_ui,
+BENCHES = {"live": bench_live, "switch": bench_switch, "eval": bench_eval, "sampled": bench_sampled, "ui": bench_ui,
            "refcache": bench_refcache, "memory": bench_memory}
 TARGETS = {"live_speedup": ">= 2.7", "live_vs_llamacpp": ">= 0.5", "first_token_s": "< 0.3",
            "switch_speedup_vs_gguf": ">= 100", "switch_speedup_vs_cache": ">= 3", "eval_speedup": ">= 5",

@@ -24,13 +24,35 @@ FRONTIER_COLUMNS = ["checkpoint_id", "lambda_safe", "lambda_helpful", "is_base",
                     "violation_lo", "violation_hi", "over_refusal_rate", "over_refusal_lo", "over_refusal_hi"]
 
 
+LABEL_CLUSTER = 0.03  # points closer than this on both rates share one label (overlapping text is unreadable)
+
+
 def frontier_frame(table: pd.DataFrame) -> pd.DataFrame:
     """checkpoint_table rows, only the columns drawn (the data is embedded in the spec), + a `status`
-    column (base / Pareto-optimal / dominated)."""
+    column (base / Pareto-optimal / dominated) and a `label`: checkpoints that sit on top of each other
+    are named once, together, at the first of them ("base, s0-h0, s0-h0.1"); the others get none."""
     df = table[FRONTIER_COLUMNS].copy()
     df["status"] = [STATUS["base"] if b else STATUS["pareto"] if p else STATUS["dominated"]
                     for b, p in zip(df["is_base"], df["pareto"])]
+    df["label"] = cluster_labels(df)
     return df
+
+
+def cluster_labels(df: pd.DataFrame, radius: float = LABEL_CLUSTER) -> list[str]:
+    """One label per cluster of nearby points (greedy, in the table's order, the base first)."""
+    order = sorted(range(len(df)), key=lambda i: (not df["is_base"].iloc[i], i))
+    anchors: list[int] = []
+    members: dict[int, list[str]] = {}
+    for i in order:
+        x, y = df["violation_rate"].iloc[i], df["over_refusal_rate"].iloc[i]
+        near = next((a for a in anchors if abs(df["violation_rate"].iloc[a] - x) < radius
+                     and abs(df["over_refusal_rate"].iloc[a] - y) < radius), None)
+        if near is None:
+            anchors.append(i)
+            members[i] = [df["checkpoint_id"].iloc[i]]
+        else:
+            members[near].append(df["checkpoint_id"].iloc[i])
+    return [", ".join(members[i]) if i in members else "" for i in range(len(df))]
 
 
 def _where(field: str, value) -> alt.FieldEqualPredicate:
@@ -82,9 +104,7 @@ def frontier(table: pd.DataFrame, epsilon: float | None = None, best: str | None
             shape=alt.Shape("status:N", title="Checkpoint", scale=alt.Scale(
                 domain=list(STATUS_SHAPES), range=list(STATUS_SHAPES.values())))),
         rows.mark_text(align="left", dx=8, dy=-8, fontSize=11).encode(
-            x=x, y=y, text=alt.Text("checkpoint_id:N")).transform_filter(_where("is_base", False)),
-        rows.mark_text(align="left", dx=8, dy=10, fontSize=11, color="#555").encode(
-            x=x, y=y, text=alt.Text("checkpoint_id:N")).transform_filter(_where("is_base", True)),
+            x=x, y=y, text=alt.Text("label:N")).transform_filter("datum.label != ''"),
     ]
     if best is not None:  # the ringed checkpoint is a parameter too ("" rings none)
         params.append(alt.param(name="best", value=best))

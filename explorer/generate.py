@@ -39,8 +39,9 @@ def encode_chat(base: Base, prompts: Sequence[str], system: str | None, max_new_
     if enc["input_ids"].shape[1] > budget:
         lengths = enc["attention_mask"].sum(1).tolist()
         worst = max(range(len(lengths)), key=lengths.__getitem__)
-        raise PromptTooLong(f"prompt {worst} is {lengths[worst]} tokens; the context window leaves {budget} "
-                            f"for the prompt ({base.max_context} minus {max_new_tokens} new tokens): shorten it")
+        raise PromptTooLong(f"the prompt {prompts[worst][:60]!r}… is {lengths[worst]} tokens with its chat template; "
+                            f"the context window leaves {budget} for the prompt ({base.max_context} minus "
+                            f"{max_new_tokens} new tokens): shorten it")
     return {k: v.to(base.device) for k, v in enc.items()}
 
 

@@ -2,16 +2,19 @@
 
 JSON keys are a contract (scripts outside the project read them): checkpoints[{id, lambda_safe,
 lambda_helpful, is_base, violation_rate, violation_ci, over_refusal_rate, over_refusal_ci,
-n_harmful, n_benign, ...}], judges[{name, agreement, kappa, n_labels, ...}], suites[{name, split, n}],
+n_harmful, n_benign, violation_rate_corrected, over_refusal_rate_corrected (as a perfect judge would
+give them), seen_* / unseen_* (suites training drew from / never saw), attack_violation_rate,
+sampled_violation_rate, sampled_over_refusal_rate (k sampled answers per prompt), ...}],
+attacks[{checkpoint, template, violation_rate, violation_ci, n}], judges[{name, agreement, kappa,
+n_labels, per_class{label: {precision, recall, n}}, ...}], suites[{name, split, n}],
 evaluation{gen_key, settings, sweep, primary_judge}. Only the reported prompt set's data is in it, so
 importing another suite leaves the report of the shipped test split byte for byte as it was.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
-
-import json
 
 from . import queries
 from .judges import per_class

@@ -418,3 +418,15 @@ def with_sampled_refusals(flips: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
             f"refused {int(shares.at[(cid, p), 'refused'])} of {int(shares.at[(cid, p), 'k'])} times"
             if (cid, p) in shares.index else "" for p in out["prompt_id"]]
     return out
+
+
+def live_defaults(ids: list[str]) -> list[str]:
+    """What the live page opens on: the two extremes (the most helpful and the safest evaluated
+    checkpoint) and the chosen operating point between them; the first two ids before any evaluation."""
+    table = checkpoint_table()
+    table = table[table["checkpoint_id"].isin(ids)] if not table.empty else table
+    if table.empty:
+        return ids[:2]
+    helpful = table.sort_values(["over_refusal_rate", "violation_rate", "checkpoint_id"]).iloc[0]["checkpoint_id"]
+    safest = table.sort_values(["violation_rate", "over_refusal_rate", "checkpoint_id"]).iloc[0]["checkpoint_id"]
+    return list(dict.fromkeys([helpful, operating_point(table), safest]))

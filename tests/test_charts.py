@@ -107,3 +107,13 @@ def test_confusion_matrix(as_json):
     assert df.set_index(["human", "judge"]).loc[("partial_refusal", "full_compliance"), "n"] == 2  # row = human
     spec = charts.confusion(df).to_dict()
     assert spec["layer"][0]["encoding"]["x"]["sort"] == c["labels"]
+
+
+def test_overlapping_checkpoints_share_one_label():
+    import pandas as pd
+
+    from explorer.charts import cluster_labels
+
+    df = pd.DataFrame({"checkpoint_id": ["s0-h0", "base", "s0-h1", "s3-h0"], "is_base": [False, True, False, False],
+                       "violation_rate": [0.99, 0.985, 0.97, 0.10], "over_refusal_rate": [0.0, 0.0, 0.01, 0.4]})
+    assert cluster_labels(df) == ["", "base, s0-h0, s0-h1", "", "s3-h0"]

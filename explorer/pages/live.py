@@ -14,7 +14,7 @@ st.write("Ask your own question, or pick one from the test suites, and watch che
 
 options = ui.live_checkpoints()
 ids = list(options)
-chosen = st.multiselect("Checkpoints to compare (up to 4)", ids, default=ids[:2], max_selections=4,
+chosen = st.multiselect("Checkpoints to compare (up to 4)", ids, default=ui.live_defaults(ids), max_selections=4,
                         format_func=options.get,
                         help="'base' is the untrained model; the others are the trained adapters found on disk.")
 source = st.radio("Prompt", ["Type my own", "Pick one from a test suite"], horizontal=True)

@@ -1,12 +1,23 @@
 -- Definitions shared by the read queries, created on every read connection (store.reader).
 
--- The version each judge is read at: the one with the most judgments. A re-judging run in progress
--- does not replace a complete older version until it has judged more responses.
+-- The version each judge is read at: the one with the most judgments, so a re-judging run in progress
+-- does not replace a complete older version; once it has judged as many, the version scored against
+-- human labels most recently (judge_metrics) wins the tie, so a finished re-judging takes over.
 create temp view judge_version as
 with counted as (
     select judge, judge_version, count(*) as n from ev.judgments group by judge, judge_version
+),
+scored as (
+    select judge, judge_version, max(computed_at) as scored_at from ev.judge_metrics group by judge, judge_version
+),
+ranked as (
+    select c.judge, c.judge_version,
+           row_number() over (partition by c.judge
+                              order by c.n desc, s.scored_at desc nulls last, c.judge_version desc) as rank
+    from counted c
+    left join scored s using (judge, judge_version)
 )
-select judge, arg_max(judge_version, n) as judge_version from counted group by judge;
+select judge, judge_version from ranked where rank = 1;
 
 -- The evaluation read by default: the greedy generation settings with the most generations (ties:
 -- the most recently registered). Sampled answers (eval --sampled) are read through sampled_keys.
