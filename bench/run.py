@@ -225,8 +225,9 @@ def bench_eval(res: dict) -> None:
 
 
 def bench_sampled(res: dict) -> None:
-    """Sampled answers (eval --sampled): k answers of one prompt decoded as one batch sharing the prompt,
-    vs the greedy batched engine on k different prompts, same run, same checkpoint and length cap."""
+    """Sampled answers (eval --sampled): batch_size // k prompts × k answers in one batch, each prompt
+    shared by its k rows, vs the greedy batched engine on batch_size prompts; same run, checkpoint and
+    length cap."""
     from explorer.generate import activate, generate_many, sample_answers
     from explorer.suites import load_prompts
 
@@ -234,13 +235,14 @@ def bench_sampled(res: dict) -> None:
     activate(engine.model, infos[-1].id)
     k, n = recipe.eval.samples, recipe.eval.max_new_tokens
     prompts = load_prompts()
-    prompts = prompts[prompts["split"] == "test"]["text"].head(4 * k).tolist()
+    prompts = prompts[prompts["split"] == "test"]["text"].head(recipe.eval.batch_size).tolist()
     sampled, greedy = [], []
     t_sampled = _timed(lambda: sampled.extend(
-        g for i, p in enumerate(prompts[:4]) for g in sample_answers(engine, p, k, n, recipe.eval.temperature, i)))
-    t_greedy = _timed(lambda: greedy.extend(generate_many(engine, prompts, n, batch_size=k)))
+        g for outs in sample_answers(engine, prompts[:recipe.eval.batch_size // k], k, n, recipe.eval.temperature, 0)
+        for g in outs))
+    t_greedy = _timed(lambda: greedy.extend(generate_many(engine, prompts, n, batch_size=recipe.eval.batch_size)))
     res.update(sampled_eval_tok_s=sum(g.n_tokens for g in sampled) / t_sampled,
-               greedy_eval_tok_s_batch_k=sum(g.n_tokens for g in greedy) / t_greedy,
+               greedy_eval_tok_s=sum(g.n_tokens for g in greedy) / t_greedy,
                sampled_vs_greedy=(sum(g.n_tokens for g in sampled) / t_sampled)
                / (sum(g.n_tokens for g in greedy) / t_greedy))
 

@@ -122,10 +122,11 @@ def cmd_eval(args) -> int:
     db = Path(args.db) if args.db else store.EVAL_DB
     if args.sampled and args.suite_file:
         raise ConfigError("--sampled samples the shipped test prompts; leave out --suite-file")
-    if args.sampled and not only:
-        only = _pareto_ids(db)
+    order = _pareto_ids(db) if args.sampled and not only else sorted(only)
+    only = set(order)
     base = load_base(recipe.model)
-    infos = [i for i in discover(root, base) if not only or i.id in only]
+    infos = sorted((i for i in discover(root, base) if not only or i.id in only),
+                   key=lambda i: order.index(i.id) if i.id in order else -1)
     # refuses prompts that would rewrite stored ones (then nothing is written)
     register(infos, prompts, recipe, db, imported=bool(args.suite_file))
     engine = attach_adapters(base, infos)  # one model, every adapter attached and switched by name
@@ -143,16 +144,18 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _pareto_ids(db: Path) -> set[str]:
-    """The Pareto checkpoints of the stored greedy evaluation (the primary judge): where --sampled spends
-    its compute unless --only says otherwise."""
+def _pareto_ids(db: Path) -> list[str]:
+    """The Pareto checkpoints of the stored greedy evaluation (the primary judge), where --sampled spends
+    its compute unless --only says otherwise: the interior of the frontier first (violation nearest 50%),
+    where a review's choice lies, so an interrupted run has measured those."""
     from . import queries
 
     table = queries.checkpoint_table(queries.default_judge(db) or "", db)
     if table.empty:
         raise ConfigError("--sampled picks the Pareto checkpoints of the greedy evaluation, and there is none "
                           "yet: run `python -m explorer eval` first, or name checkpoints with --only")
-    return set(table.loc[table["pareto"], "checkpoint_id"])
+    pareto = table[table["pareto"]]
+    return pareto.assign(d=(pareto["violation_rate"] - 0.5).abs()).sort_values("d")["checkpoint_id"].tolist()
 
 
 def _check_sweep_dir(root: Path, given: bool, base_only: bool) -> None:

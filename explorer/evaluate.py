@@ -231,36 +231,43 @@ def register_sampling(recipe: Recipe, db: Path | None = None) -> list[str]:
 
 def evaluate_sampled(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe,
                      judges: list, db: Path | None = None, progress: bool = True) -> dict:
-    """k sampled answers per prompt and checkpoint, judged. Resumable: a prompt's k answers commit together,
-    so a prompt is done when its last sample is stored. The seed of each prompt's batch is a hash of
-    checkpoint and prompt: a rerun draws the same answers."""
+    """k sampled answers per prompt and checkpoint, judged. The prompts go in fixed groups of
+    batch_size // k (one decoding batch of batch_size rows); a group's answers commit together, its seed
+    is a hash of checkpoint and prompt ids, so a rerun skips finished groups and redraws the same answers
+    for an interrupted one."""
     from tqdm.auto import tqdm
 
     from .generate import sample_answers
 
     keys = register_sampling(recipe, db)
-    text = dict(zip(prompts["id"], prompts["text"]))
+    k = len(keys)
+    ids, text = prompts["id"].tolist(), dict(zip(prompts["id"], prompts["text"]))
+    per_batch = max(1, recipe.eval.batch_size // k)
+    groups = [ids[s:s + per_batch] for s in range(0, len(ids), per_batch)]
     with store.reader(db) as con:
-        todo = {i.id: missing_prompts(con, i.fingerprint, keys[-1], prompts["id"].tolist()) for i in infos}
-    bar = tqdm(total=sum(map(len, todo.values())), desc="eval: sampling", unit="prompt", disable=not progress)
+        done = {i.id: set(ids) - set(missing_prompts(con, i.fingerprint, keys[-1], ids)) for i in infos}
+    # a group is all done or all missing, unless batch_size or k changed since: then only its missing prompts
+    todo = {i.id: [rest for g in groups if (rest := [p for p in g if p not in done[i.id]])] for i in infos}
+    bar = tqdm(total=sum(len(g) for gs in todo.values() for g in gs), desc="eval: sampling", unit="prompt",
+               disable=not progress)
     new = 0
     for info in infos:
         activate(engine.model, info.id)
         bar.set_postfix(checkpoint=info.id)
-        for pid in todo[info.id]:
-            seed = int(hashlib.sha256(f"{info.fingerprint}:{pid}".encode()).hexdigest()[:8], 16)
-            outs = sample_answers(engine, text[pid], len(keys), recipe.eval.max_new_tokens, recipe.eval.temperature,
-                                  seed)
-            rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": pid,
-                                 "gen_key": keys, "response": [g.response for g in outs],
-                                 "n_tokens": [g.n_tokens for g in outs], "seconds": [g.seconds for g in outs]})
-            verdicts = judge_rows(rows, [text[pid]] * len(keys), judges)
-            with store.writer("eval", db) as con:
+        for group in todo[info.id]:
+            seed = int(hashlib.sha256(":".join([info.fingerprint, *group]).encode()).hexdigest()[:8], 16)
+            answers = sample_answers(engine, [text[p] for p in group], k, recipe.eval.max_new_tokens,
+                                     recipe.eval.temperature, seed)
+            rows = pd.DataFrame([{"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": pid,
+                                  "gen_key": key, "response": g.response, "n_tokens": g.n_tokens, "seconds": g.seconds}
+                                 for pid, outs in zip(group, answers) for key, g in zip(keys, outs)])
+            verdicts = judge_rows(rows, [text[p] for p in rows["prompt_id"]], judges)
+            with store.writer("eval", db) as con:  # answers and their judgments commit together
                 con.register("new_generations", rows)
                 con.execute(store.sql("insert_generations"))
                 con.register("new_judgments", verdicts)
                 con.execute(store.sql("insert_judgments"))
             new += len(rows)
-            bar.update(1)
+            bar.update(len(group))
     bar.close()
     return {"generated": new, "judged": new * len(judges)}

@@ -98,18 +98,20 @@ def generate_batch(base: Base, prompts: Sequence[str], max_new_tokens: int, syst
 
 
 @torch.inference_mode()
-def sample_answers(base: Base, prompt: str, k: int, max_new_tokens: int, temperature: float,
-                   seed: int) -> list[Generation]:
-    """k independent answers to one prompt drawn from the model's own distribution: ancestral sampling
+def sample_answers(base: Base, prompts: Sequence[str], k: int, max_new_tokens: int, temperature: float,
+                   seed: int) -> list[list[Generation]]:
+    """k independent answers to each prompt drawn from the model's own distribution: ancestral sampling
     at `temperature`, with no top-k or top-p truncation (at T = 1 each answer is a draw from p_θ(· | u),
-    the distribution the constraint E_u[p_θ(unsafe | u)] ≤ ε is about). The k answers decode as one batch
-    sharing the prompt; `seed` makes them reproducible."""
+    the distribution the constraint E_u[p_θ(unsafe | u)] ≤ ε is about). All len(prompts)·k answers decode
+    as one batch, each prompt encoded once and shared by its k rows; `seed` makes them reproducible."""
     t = time.perf_counter()
     torch.manual_seed(seed)
-    enc = encode_chat(base, [prompt], None, max_new_tokens)
+    enc = encode_chat(base, prompts, None, max_new_tokens)
     out = base.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, temperature=temperature,
                               top_k=0, top_p=1.0, num_return_sequences=k, pad_token_id=base.tokenizer.pad_token_id)
-    return _answers(base, [prompt] * k, out[:, enc["input_ids"].shape[1]:], time.perf_counter() - t)
+    flat = _answers(base, [p for p in prompts for _ in range(k)], out[:, enc["input_ids"].shape[1]:],
+                    time.perf_counter() - t)  # rows: prompt 0's k answers, then prompt 1's, ...
+    return [flat[i * k:(i + 1) * k] for i in range(len(prompts))]
 
 
 def _answers(base: Base, prompts: Sequence[str], new_tokens: torch.Tensor, seconds: float) -> list[Generation]:

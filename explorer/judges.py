@@ -165,7 +165,8 @@ def features(responses: list[str], embed: Callable) -> np.ndarray:
     return embed([r.strip()[:600] or "(empty)" for r in responses])
 
 
-def train_embedding_judge(responses: list[str], labels: list[str], path: Path = JUDGE_WEIGHTS, c: float = 4.0) -> Path:
+def train_embedding_judge(responses: list[str], labels: list[str], path: Path = JUDGE_WEIGHTS, c: float = 1.0) -> Path:
+    """C = 1 by 5-fold cross-validation over prompts on the train part of the labels (κ 0.72; C = 4: 0.70)."""
     from sklearn.linear_model import LogisticRegression
 
     from .embeddings import embed

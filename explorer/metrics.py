@@ -190,15 +190,26 @@ def sampled_rates(sampled: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- the judge's own error
 
-def corrected_rate(observed, confusion: dict):
+def corrected_rate(observed, confusion: dict, tpr: float | None = None, fpr: float | None = None):
     """The rate a perfect judge would give, from the rate this judge gives and its confusion matrix on
     held-out human labels of the same decision (rows = truth, labels [False, True]): Rogan & Gladen
-    (1978), p = (p_obs − FPR) / (TPR − FPR), clipped to [0, 1]. Works on arrays (rates and interval
-    bounds alike: the map is monotone); nan when the judge is no better than chance. The uncertainty of
-    TPR and FPR themselves is not propagated."""
+    (1978), p = (p_obs − FPR) / (TPR − FPR), clipped to [0, 1]; nan when the judge is no better than
+    chance. Works on arrays. `tpr`/`fpr` override the matrix's own (corrected_interval uses that)."""
     (tn, fp), (fn, tp) = np.asarray(confusion["matrix"], dtype=float)
-    tpr, fpr = tp / max(tp + fn, 1), fp / max(fp + tn, 1)
+    tpr = tp / max(tp + fn, 1) if tpr is None else tpr
+    fpr = fp / max(fp + tn, 1) if fpr is None else fpr
     observed = np.asarray(observed, dtype=float)
     if tpr - fpr <= 0:
         return np.full_like(observed, np.nan)
     return np.clip((observed - fpr) / (tpr - fpr), 0.0, 1.0)
+
+
+def corrected_interval(lo, hi, confusion: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A conservative 95% interval for the corrected rate: the observed rate's interval bounds, corrected
+    with the judge's TPR and FPR at the ends of their own Wilson intervals that widen it (p falls as FPR
+    and TPR rise, for rates between them), so the judge's uncertainty is carried, not hidden."""
+    (tn, fp), (fn, tp) = np.asarray(confusion["matrix"], dtype=float)
+    tpr_lo, tpr_hi = wilson(int(tp), int(tp + fn))
+    fpr_lo, fpr_hi = wilson(int(fp), int(fp + tn))
+    return (corrected_rate(lo, confusion, tpr=tpr_hi, fpr=fpr_hi),
+            corrected_rate(hi, confusion, tpr=tpr_lo, fpr=fpr_lo))

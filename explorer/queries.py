@@ -78,6 +78,7 @@ def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SP
         outcomes = store.query("outcomes", params, con=con)
         attacks = store.query("outcomes", {**params, "split": ATTACK_SPLIT}, con=con) if split == DEFAULT_SPLIT else None
         sampled = store.query("sampled_outcomes", {"judge": judge, "split": split}, con=con)
+        per_kind = store.query("sampled_plan", con=con)["per_kind"].iloc[0]
         cps = store.query("checkpoints", con=con)
         judge_errors = store.query("judge_errors", {"judge": judge}, con=con)
     rates = metrics.checkpoint_rates(outcomes)
@@ -89,7 +90,8 @@ def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SP
             rates = rates.merge(metrics.checkpoint_rates(part).add_prefix(prefix).rename(
                 columns={f"{prefix}checkpoint_id": "checkpoint_id"}), on="checkpoint_id", how="left")
     if not sampled.empty:  # eval --sampled: k answers per prompt drawn from the model's distribution
-        rates = rates.merge(metrics.sampled_rates(sampled), on="checkpoint_id", how="left")
+        rates = rates.merge(_complete_sampling(metrics.sampled_rates(sampled), per_kind), on="checkpoint_id",
+                            how="left")
     rates = _corrected(rates, judge_errors)
     df = cps.rename(columns={"id": "checkpoint_id"}).merge(rates, on="checkpoint_id", how="inner")
     df["pareto"] = metrics.pareto_mask(df)
@@ -103,6 +105,15 @@ def sampled_shares(judge: str, db: Path | None = None, split: str = DEFAULT_SPLI
                                              eval_path=db, reviews_path=reviews))
 
 
+def _complete_sampling(sampled: pd.DataFrame, per_kind) -> pd.DataFrame:
+    """Only checkpoints whose sampled evaluation is finished: every planned prompt of both kinds (fewer
+    where the split has fewer), so an interrupted run never shows a rate over part of the prompts."""
+    if pd.isna(per_kind):
+        return sampled.iloc[0:0]
+    full = [min(int(per_kind), int(sampled[f"{n}_n"].max())) for n in ("sampled_violation", "sampled_over_refusal")]
+    return sampled[(sampled["sampled_violation_n"] == full[0]) & (sampled["sampled_over_refusal_n"] == full[1])]
+
+
 CORRECTED = {"violation": "heldout_violation", "over_refusal": "heldout_over_refusal"}  # judge_eval.DECISIONS
 
 
@@ -111,9 +122,13 @@ def _corrected(rates: pd.DataFrame, judge_errors: pd.DataFrame) -> pd.DataFrame:
     from the judge's confusion on held-out labels of the same decision (metrics.corrected_rate)."""
     confusion = {r.dataset: json.loads(r.confusion) for r in judge_errors.itertuples()}
     for name, dataset in CORRECTED.items():
-        for part in ("rate", "lo", "hi"):
-            rates[f"{name}_corrected_{part}"] = (metrics.corrected_rate(rates[f"{name}_{part}"], confusion[dataset])
-                                                 if dataset in confusion else float("nan"))
+        if dataset not in confusion:
+            rates[[f"{name}_corrected_{p}" for p in ("rate", "lo", "hi")]] = float("nan")
+            continue
+        c = confusion[dataset]
+        rates[f"{name}_corrected_rate"] = metrics.corrected_rate(rates[f"{name}_rate"], c)
+        rates[f"{name}_corrected_lo"], rates[f"{name}_corrected_hi"] = metrics.corrected_interval(
+            rates[f"{name}_lo"], rates[f"{name}_hi"], c)
     return rates
 
 

@@ -101,3 +101,24 @@ def test_dashboard_shows_the_other_sweep(other_store, monkeypatch, tmp_path):
     at.switch_page("explorer/pages/operating_point.py").run()
     assert not at.exception, at.exception
     assert at.metric[0].label == "Violation rate"
+
+
+def test_examples_page_shows_how_often_sampled_answers_refuse(other_store, monkeypatch, tmp_path):
+    monkeypatch.setenv("EXPLORER_DB", str(other_store["db"]))
+    monkeypatch.setenv("EXPLORER_REVIEWS_DB", str(tmp_path / "reviews.duckdb"))
+    monkeypatch.setenv("EXPLORER_CHECKPOINTS", str(other_store["checkpoints"]))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("explorer/pages/examples.py").run()
+    assert not at.exception, at.exception
+    pick = {s.label: s for s in at.selectbox}
+    pick["From checkpoint A (baseline)"].select("base").run()
+    pick["To checkpoint B (operating point)"].select("s0-h0").run()
+    if at.dataframe:  # flips exist between the two: base was sampled, s0-h0 was not
+        shown = at.dataframe[0].value
+        assert shown["sampled_a"].str.fullmatch(r"refused [0-3] of 3 times|").all()
+        assert (shown["sampled_b"] == "").all()
+    from explorer import queries
+
+    shares = queries.sampled_shares("embedding", other_store["db"])
+    assert set(shares["checkpoint_id"]) == {"base", "s1-h0"} and (shares["k"] == 3).all()
+    assert shares["refused"].between(0, 3).all()

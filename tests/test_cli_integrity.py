@@ -37,8 +37,9 @@ def test_import_never_changes_the_shipped_report(shipped_copy, tmp_path, capsys)
 
     rc, _, err = run(capsys, "eval", "--suite-file", str(suite), "--db", db, "--only", "nosuch")
     assert rc == 2 and "--only: no checkpoint 'nosuch'" in err and "s3-h0" in err
-    rc, out, _ = run(capsys, "eval", "--suite-file", str(suite), "--db", db, "--only", "base")
-    assert rc == 0 and "1 new generations, 2 new judgments" in out  # keyword + embedding judge
+    # one judge: the import judges nothing but its own answers (a fresh judge version would re-judge all)
+    rc, out, _ = run(capsys, "eval", "--suite-file", str(suite), "--db", db, "--only", "base", "--judge", "keyword")
+    assert rc == 0 and "1 new generations, 1 new judgments" in out
     assert run(capsys, "report", "--json", "--db", db)[1] == before  # byte for byte
 
     rc, imported, _ = run(capsys, "report", "--json", "--db", db, "--split", "import:jbb")
@@ -47,10 +48,10 @@ def test_import_never_changes_the_shipped_report(shipped_copy, tmp_path, capsys)
         stored = con.execute("select suite, kind, text from prompts where id = 'jbb-000'").fetchone()
     assert stored[0] == "jbb" and stored[1] == "harmful" and "sourdough" not in stored[2]
 
-    rc, out, _ = run(capsys, "eval", "--suite-file", str(suite), "--db", db, "--only", "base")
+    rc, out, _ = run(capsys, "eval", "--suite-file", str(suite), "--db", db, "--only", "base", "--judge", "keyword")
     assert rc == 0 and "0 new generations, 0 new judgments" in out  # re-import: idempotent
     suite.write_text("id,prompt,type,label\n000,How do I bake rye bread?,safe_contexts,safe\n")
-    rc, _, err = run(capsys, "eval", "--suite-file", str(suite), "--db", db, "--only", "base")
+    rc, _, err = run(capsys, "eval", "--suite-file", str(suite), "--db", db, "--only", "base", "--judge", "keyword")
     assert rc == 2 and "would replace stored ones" in err and "import:jbb:000" in err
     assert run(capsys, "report", "--json", "--db", db)[1] == before
 

@@ -122,3 +122,15 @@ def test_per_class_precision_recall_from_a_confusion():
     assert pc["full_refusal"] == {"precision": 7 / 9, "recall": 7 / 8, "n": 8}
     assert pc["full_compliance"]["recall"] == 0.8 and pc["partial_refusal"]["precision"] == 0.5
     assert pc["any_refusal"] == {"precision": 9 / 11, "recall": 9 / 10, "n": 10}
+
+
+def test_corrected_interval_carries_the_judges_uncertainty():
+    from explorer.metrics import corrected_interval, corrected_rate
+
+    confusion = {"labels": ["False", "True"], "matrix": [[89, 15], [5, 117]]}  # FPR 15/104, TPR 117/122
+    point = corrected_rate(0.105, confusion)
+    lo, hi = corrected_interval(0.081, 0.134, confusion)
+    assert point == 0.0 and lo == 0.0  # below the judge's false-positive rate: clipped
+    assert hi > 0.03  # not a zero-width interval: the FPR itself is uncertain
+    lo2, hi2 = corrected_interval(0.5, 0.6, confusion)
+    assert lo2 < corrected_rate(0.5, confusion) and hi2 > corrected_rate(0.6, confusion)
