@@ -122,18 +122,24 @@ def evaluate(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, r
             rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": part,
                                  "gen_key": key, "response": [g.response for g in outs],
                                  "n_tokens": [g.n_tokens for g in outs], "seconds": [g.seconds for g in outs]})
-            verdicts = judge_rows(rows, [text[p] for p in part], judges)
-            with store.writer("eval", db) as con:  # generations and their judgments commit together
-                con.register("new_generations", rows)
-                con.execute(store.sql("insert_generations"))
-                con.register("new_judgments", verdicts)
-                con.execute(store.sql("insert_judgments"))
+            new_judged += commit_judged(rows, [text[p] for p in part], judges, db)
             new_gen += len(part)
-            new_judged += len(verdicts)
             bar.set_postfix(checkpoint=info.id, s_per_prompt=f"{(time.perf_counter() - t0) / len(part):.2f}")
     bar.close()
     new_judged += judge_missing(judges, db, progress)
     return {"generated": new_gen, "judged": new_judged}
+
+
+def commit_judged(rows: pd.DataFrame, prompt_texts: list[str], judges: list, db: Path | None) -> int:
+    """Judge new generations and write both in one transaction (a kill never leaves answers unjudged);
+    returns the number of judgments written."""
+    verdicts = judge_rows(rows, prompt_texts, judges)
+    with store.writer("eval", db) as con:
+        con.register("new_generations", rows)
+        con.execute(store.sql("insert_generations"))
+        con.register("new_judgments", verdicts)
+        con.execute(store.sql("insert_judgments"))
+    return len(verdicts)
 
 
 def missing_prompts(con, fp: str, key: str, prompt_ids: list[str]) -> list[str]:
@@ -261,12 +267,7 @@ def evaluate_sampled(engine: Base, infos: list[CheckpointInfo], prompts: pd.Data
             rows = pd.DataFrame([{"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": pid,
                                   "gen_key": key, "response": g.response, "n_tokens": g.n_tokens, "seconds": g.seconds}
                                  for pid, outs in zip(group, answers) for key, g in zip(keys, outs)])
-            verdicts = judge_rows(rows, [text[p] for p in rows["prompt_id"]], judges)
-            with store.writer("eval", db) as con:  # answers and their judgments commit together
-                con.register("new_generations", rows)
-                con.execute(store.sql("insert_generations"))
-                con.register("new_judgments", verdicts)
-                con.execute(store.sql("insert_judgments"))
+            commit_judged(rows, [text[p] for p in rows["prompt_id"]], judges, db)
             new += len(rows)
             bar.update(len(group))
     bar.close()

@@ -105,7 +105,7 @@ from explorer import store
 from pathlib import Path
 for i in range(40):
     with store.writer('eval', Path({str(db)!r})) as con:
-        con.register('new_metrics', pd.DataFrame([dict(judge='j', judge_version=str(i), dataset='d', n_labels=i,
+        con.register('new_metrics', pd.DataFrame([dict(judge='j', judge_version='v', dataset='d' + str(i), n_labels=i,
                      agreement=0.5, kappa=0.1, confusion='{{}}')]))
         con.execute(store.sql('insert_judge_metrics'))
         time.sleep(0.02)
