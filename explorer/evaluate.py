@@ -38,6 +38,13 @@ def settings_key(settings: dict) -> str:
     return "g-" + hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:10]
 
 
+def evaluation_row(recipe: Recipe, settings: dict, replace: bool) -> dict:
+    """The parameters of sql/upsert_evaluation.sql for one set of generation settings."""
+    return {"gen_key": settings_key(settings), "settings": json.dumps(settings), "sweep": recipe.sweep.name,
+            "judges": json.dumps(list(recipe.eval.judges)), "primary_judge": recipe.eval.primary_judge,
+            "recipe": json.dumps(recipe.to_dict()), "replace": replace}
+
+
 def sample_settings(recipe: Recipe, index: int) -> dict:
     """The settings of the index-th sampled answer to each prompt (eval --sampled): each of the k samples
     is its own generation key, so the stored tables need no sample column."""
@@ -70,11 +77,8 @@ def register(infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe,
     readers take everything they need from the store (never from a recipe file on disk). An `imported`
     suite's run leaves an existing evaluation's settings as they are."""
     with store.writer("eval", db) as con:
-        con.execute(store.sql("upsert_evaluation"), {
-            "gen_key": gen_key(recipe), "settings": json.dumps(generation_settings(recipe)),
-            "sweep": recipe.sweep.name, "judges": json.dumps(list(recipe.eval.judges)),
-            "primary_judge": recipe.eval.primary_judge, "recipe": json.dumps(recipe.to_dict()),
-            "replace": not imported})
+        con.execute(store.sql("upsert_evaluation"), evaluation_row(recipe, generation_settings(recipe),
+                                                                   replace=not imported))
         for i in infos:
             con.execute(store.sql("upsert_checkpoint"), {
                 "id": i.id, "sweep": recipe.sweep.name, "lambda_safe": i.lambda_safe,
@@ -228,10 +232,7 @@ def register_sampling(recipe: Recipe, db: Path | None = None) -> list[str]:
         for i in range(recipe.eval.samples):
             settings = sample_settings(recipe, i)
             keys.append(settings_key(settings))
-            con.execute(store.sql("upsert_evaluation"), {
-                "gen_key": keys[-1], "settings": json.dumps(settings), "sweep": recipe.sweep.name,
-                "judges": json.dumps(list(recipe.eval.judges)), "primary_judge": recipe.eval.primary_judge,
-                "recipe": json.dumps(recipe.to_dict()), "replace": True})
+            con.execute(store.sql("upsert_evaluation"), evaluation_row(recipe, settings, replace=True))
     return keys
 
 
