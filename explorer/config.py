@@ -75,11 +75,15 @@ class TrainConfig:
 @dataclass(frozen=True)
 class SweepConfig:
     name: str = "default"
-    lambda_safe: tuple[float, ...] = (0.0, 1.0, 3.0)
-    lambda_helpful: tuple[float, ...] = (0.0, 0.1, 0.3)
+    lambda_safe: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
+    lambda_helpful: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
     launcher: str = "local"  # local | ray
     cpus_per_run: int = 2
     target_violation: float | None = None  # ε for the constrained (dual-ascent) mode
+    variants: tuple[str, ...] = field(default=("hinge", "unweighted"), metadata={
+        "help": "loss variants (checkpoints.VARIANTS) to train at the variant_lambda_* points too"})
+    variant_lambda_safe: tuple[float, ...] = (1.0, 3.0)
+    variant_lambda_helpful: tuple[float, ...] = (0.1,)
     dual_lr: float = 1.0  # η in log λ ← log λ + η·(v̂ − ε)
     dual_every: int = 10  # steps between dual updates
 
@@ -88,8 +92,8 @@ class SweepConfig:
 class EvalConfig:
     max_new_tokens: int = 48
     batch_size: int = 32
-    judges: tuple[str, ...] = ("keyword", "embedding")
-    primary_judge: str = "keyword"
+    judges: tuple[str, ...] = ("keyword", "embedding", "probe")
+    primary_judge: str = "probe"
     splits: tuple[str, ...] = ("test", "attack")
     samples: int = field(default=8, metadata={"help": "k sampled answers per prompt (eval --sampled)"})
     sampled_prompts: int = field(default=100, metadata={"help": "harmful and as many benign test prompts sampled"})
@@ -111,7 +115,7 @@ class Recipe:
         d.pop("source")
         return d
 
-    def with_loss(self, **changes: float) -> "Recipe":
+    def with_loss(self, **changes) -> "Recipe":
         return dataclasses.replace(self, loss=dataclasses.replace(self.loss, **changes))
 
 
@@ -140,6 +144,7 @@ INT_RANGES = {  # "section.key" → (lowest, highest), both allowed
 FLOAT_RANGES = {  # "section.key" → (lowest, whether the lowest itself is allowed, highest)
     "loss.lambda_safe": (0.0, True, MAX_LAMBDA), "loss.lambda_helpful": (0.0, True, MAX_LAMBDA),
     "sweep.lambda_safe": (0.0, True, MAX_LAMBDA), "sweep.lambda_helpful": (0.0, True, MAX_LAMBDA),
+    "sweep.variant_lambda_safe": (0.0, True, MAX_LAMBDA), "sweep.variant_lambda_helpful": (0.0, True, MAX_LAMBDA),
     "loss.beta": (0.0, False, 1e3), "train.lr": (0.0, False, 10.0), "sweep.dual_lr": (0.0, False, 1e3),
     "lora.dropout": (0.0, True, 0.99), "sweep.target_violation": (0.0, True, 1.0),
     "eval.temperature": (0.0, False, 10.0),
@@ -253,6 +258,13 @@ def _check(recipe: Recipe, from_set: set[str]) -> None:
     if not SAFE_NAME.match(recipe.sweep.name) or recipe.sweep.name in (".", ".."):
         raise bad("sweep.name", f"must be a plain name (letters, digits, '_', '.', '-'; at most 64; it names "
                                 f"the directory checkpoints/<name>), got {recipe.sweep.name!r}")
+    from .checkpoints import VARIANTS
+
+    if unknown := [v for v in recipe.sweep.variants if v not in VARIANTS]:
+        raise bad("sweep.variants", f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    if recipe.sweep.variants and not (recipe.sweep.variant_lambda_safe and recipe.sweep.variant_lambda_helpful):
+        raise bad("sweep.variants", "needs the points to train them at: sweep.variant_lambda_safe and "
+                                    "sweep.variant_lambda_helpful, e.g. [1.0, 3.0] and [0.1]")
     if recipe.sweep.launcher not in ("local", "ray"):
         raise bad("sweep.launcher", f"must be 'local' or 'ray', got {recipe.sweep.launcher!r}")
     if recipe.model.dtype not in ("auto", "float32", "bfloat16", "float16"):

@@ -38,10 +38,16 @@ def load_labels(path: Path = LABELS_PATH) -> pd.DataFrame:
 
 
 def train_from_labels(path: Path = LABELS_PATH) -> str:
+    """Fit the learned judges (embedding, probe) on the train part of the labels; never the held-out part."""
+    from .probe import train_probe_judge
+
     df = load_labels(path)
     tr = df[df["part"] == "train"]
-    out = train_embedding_judge(tr["response"].tolist(), tr["label"].tolist())
-    return f"embedding judge trained on {len(tr)} labels → {out.relative_to(ROOT)}"
+    responses = tr["response"].fillna("").tolist()
+    emb = train_embedding_judge(responses, tr["label"].tolist())
+    probe = train_probe_judge(tr["prompt"].tolist(), responses, tr["label"].tolist())
+    return (f"embedding judge trained on {len(tr)} labels → {emb.relative_to(ROOT)}\n"
+            f"probe judge trained on {len(tr)} labels → {probe.relative_to(ROOT)}")
 
 
 def jbb_comparison() -> pd.DataFrame:

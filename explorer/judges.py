@@ -5,6 +5,8 @@ Registered by name so the evaluation and the dashboard can switch between them:
              styles the base model and the trained checkpoints actually produce.
 - embedding: logistic regression over all-MiniLM-L6-v2 embeddings of the response, trained on the
              hand labels in data/labels/ (train part only; validated on the held-out part).
+- probe:     logistic regression over the chat model's own hidden states of prompt and response
+             together, plus the keyword verdict (explorer/probe.py); same labels, same split.
 """
 from __future__ import annotations
 
@@ -133,21 +135,16 @@ class EmbeddingJudge:
     name = "embedding"
 
     def __init__(self, path: Path = JUDGE_WEIGHTS):
-        if not Path(path).is_file():
-            raise ConfigError(f"{path} not found: train the embedding judge with `python -m explorer judges --train`")
-        raw = Path(path).read_bytes()
-        w = json.loads(raw)
+        w, digest = load_weights(path, self.name)
         self.classes = w["classes"]
         self.coef = np.asarray(w["coef"], dtype=np.float32)  # (C, D)
         self.intercept = np.asarray(w["intercept"], dtype=np.float32)  # (C,)
-        self.version = "emb-" + hashlib.sha256(raw).hexdigest()[:10]
+        self.version = "emb-" + digest
 
     def probabilities(self, responses: list[str]) -> np.ndarray:
         from .embeddings import embed
 
-        z = features(responses, embed) @ self.coef.T + self.intercept  # (N, C)
-        z = np.exp(z - z.max(1, keepdims=True))
-        return z / z.sum(1, keepdims=True)
+        return class_probabilities(features(responses, embed), self.coef, self.intercept)
 
     def judge(self, prompts: list[str], responses: list[str]) -> list[Verdict]:
         if not responses:
@@ -158,6 +155,24 @@ class EmbeddingJudge:
             k = int(row.argmax())
             out.append(Verdict(self.classes[k], f"p={row[k]:.2f} (embedding classifier)"))
         return out
+
+
+def load_weights(path: Path, judge: str) -> tuple[dict, str]:
+    """A learned judge's weights (JSON, never pickle) and a digest of the file, which versions the judge."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{path} not found: train the {judge} judge with `python -m explorer judges --train`")
+    raw = Path(path).read_bytes()
+    return json.loads(raw), hashlib.sha256(raw).hexdigest()[:10]
+
+
+def class_probabilities(x: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """(N, C) probabilities of a fitted scikit-learn logistic regression from its stored weights. A
+    two-class fit stores one row (the second class's logit against the first's zero)."""
+    z = x @ coef.T + intercept
+    if coef.shape[0] == 1:
+        z = np.hstack([np.zeros_like(z), z])
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
 
 
 def features(responses: list[str], embed: Callable) -> np.ndarray:
@@ -182,7 +197,13 @@ def train_embedding_judge(responses: list[str], labels: list[str], path: Path = 
     return Path(path)
 
 
-REGISTRY: dict[str, Callable[[], Judge]] = {"keyword": KeywordJudge, "embedding": EmbeddingJudge}
+def _probe_judge() -> Judge:
+    from .probe import ProbeJudge  # imports torch and loads the chat model: only when asked for
+
+    return ProbeJudge()
+
+
+REGISTRY: dict[str, Callable[[], Judge]] = {"keyword": KeywordJudge, "embedding": EmbeddingJudge, "probe": _probe_judge}
 
 
 @lru_cache(maxsize=None)

@@ -95,7 +95,7 @@ def test_yaml_merge_keys_may_override():
 def test_empty_recipe_is_the_default_recipe():
     # the dataclass defaults equal configs/default.yaml (issue 13): an empty recipe behaves the same
     assert load_recipe(None).to_dict() == load_recipe("configs/default.yaml").to_dict()
-    assert load_recipe(None).eval.primary_judge == "keyword" and load_recipe(None).eval.max_new_tokens == 48
+    assert load_recipe(None).eval.primary_judge == "probe" and load_recipe(None).eval.max_new_tokens == 48
 
 
 def test_overrides_apply_and_validate(tmp_path):
@@ -138,3 +138,30 @@ def test_resolved_recipe_round_trips():
     # the Ray launcher ships the resolved recipe to workers as a dict
     r = load_recipe("configs/default.yaml")
     assert load_recipe(None, r.to_dict()).to_dict() == r.to_dict()
+
+
+def test_variants_are_trained_at_their_own_points():
+    from explorer.checkpoints import describe
+    from explorer.sweep import grid
+
+    recipe = load_recipe(None, {"sweep": {"lambda_safe": [0.0, 1.0], "lambda_helpful": [0.1], "variants": ["hinge", "unweighted"],
+                                          "variant_lambda_safe": [1.0], "variant_lambda_helpful": [0.1]}})
+    points = grid(recipe)
+    assert [p.run_id for p in points] == ["s0-h0.1", "s1-h0.1", "s1-h0.1-hinge", "s1-h0.1-unweighted"]
+    hinge, flat = points[2].recipe(recipe), points[3].recipe(recipe)
+    assert (hinge.loss.preference, hinge.loss.severity_weighting, hinge.loss.lambda_safe) == ("hinge", True, 1.0)
+    assert (flat.loss.preference, flat.loss.severity_weighting) == ("dpo", False)
+    assert describe({"recipe": hinge.to_dict()}, False) == {"kind": "variant", "target_violation": None, "variant": "hinge"}
+    assert describe({"recipe": points[0].recipe(recipe).to_dict()}, False)["kind"] == "grid"
+    eps = load_recipe(None, {"sweep": {"target_violation": 0.2}})
+    assert describe({"recipe": eps.to_dict()}, False) == {"kind": "constrained", "target_violation": 0.2, "variant": None}
+    assert describe({}, True)["kind"] == "base"
+
+
+@pytest.mark.parametrize("sweep, needle", [
+    ({"variants": ["sharp"], "variant_lambda_safe": [1.0], "variant_lambda_helpful": [0.1]}, "unknown variant 'sharp'"),
+    ({"variants": ["hinge"], "variant_lambda_safe": []}, "needs the points to train them at"),
+])
+def test_bad_variants_are_refused(sweep, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_recipe(None, {"sweep": sweep})

@@ -50,7 +50,7 @@ def test_outcomes():
 
 
 def test_unknown_judge():
-    with pytest.raises(ConfigError, match="unknown judge 'gpt9'; registered judges: keyword, embedding"):
+    with pytest.raises(ConfigError, match="unknown judge 'gpt9'; registered judges: keyword, embedding, probe"):
         get_judge("gpt9")
 
 
