@@ -1,4 +1,4 @@
-"""A synthetic store at dashboard scale (default 25 checkpoints × 4000 prompts = 100k generations)
+"""A synthetic store at dashboard scale (bench/run.py builds 25 checkpoints × 40,000 prompts = 1M generations)
 for the UI benchmark. Built in a temp dir by bench/run.py; never committed."""
 from __future__ import annotations
 

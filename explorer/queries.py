@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import metrics, store
+from .checkpoints import describe
 from .suites import UNSEEN_SUITES
 
 DEFAULT_SPLIT = "test"
@@ -94,8 +95,43 @@ def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SP
                             how="left")
     rates = _corrected(rates, judge_errors)
     df = cps.rename(columns={"id": "checkpoint_id"}).merge(rates, on="checkpoint_id", how="inner")
-    df["pareto"] = metrics.pareto_mask(df)
-    return df.drop(columns=["manifest"]).reset_index(drop=True)
+    kinds = [describe(json.loads(m) if m else {}, bool(b)) for m, b in zip(df["manifest"], df["is_base"])]
+    df[["kind", "target_violation", "variant"]] = pd.DataFrame(kinds, index=df.index, columns=["kind", "target_violation", "variant"])
+    df = df.drop(columns=["manifest"]).reset_index(drop=True)
+    main = df["kind"] != "variant"  # a variant's points are compared on its own map (family_view)
+    df["pareto"] = False
+    df.loc[main, "pareto"] = metrics.pareto_mask(df[main])
+    return df
+
+
+def trajectory(checkpoint_id: str, db: Path | None = None, reviews: Path | None = None) -> pd.DataFrame:
+    """A constrained run's dual-ascent record (step, violation_estimate, lambda_safe), from its manifest."""
+    cps = store.query("checkpoints", eval_path=db, reviews_path=reviews)
+    manifest = cps.loc[cps["id"] == checkpoint_id, "manifest"]
+    rows = json.loads(manifest.iloc[0] or "{}").get("lambda_trajectory", []) if len(manifest) else []
+    return pd.DataFrame(rows, columns=["step", "violation_estimate", "lambda_safe"])
+
+
+MAIN_FAMILY = "main grid"
+
+
+def families(table: pd.DataFrame) -> list[str]:
+    """The checkpoint families a map can show: the main grid (with the base and constrained runs), then
+    each loss variant."""
+    return [MAIN_FAMILY, *sorted(table.loc[table["kind"] == "variant", "variant"].unique())]
+
+
+def family_view(table: pd.DataFrame, family: str) -> pd.DataFrame:
+    """The checkpoints one family's map shows, Pareto set redone among them. A variant is shown with the
+    base and the main grid's points at the same λs, so each of its points has its like to compare with."""
+    if family == MAIN_FAMILY:
+        return table[table["kind"] != "variant"].reset_index(drop=True)
+    own = table[table["variant"] == family]
+    same_lambdas = table["kind"].eq("grid") & pd.Series(
+        list(zip(table["lambda_safe"], table["lambda_helpful"]))).isin(set(zip(own["lambda_safe"], own["lambda_helpful"])))
+    view = table[table["is_base"] | same_lambdas | (table["variant"] == family)].reset_index(drop=True)
+    view["pareto"] = metrics.pareto_mask(view)
+    return view
 
 
 def sampled_shares(judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,
@@ -137,7 +173,9 @@ def responses(a: str, b: str, judge: str, db: Path | None = None, split: str = D
     """Both checkpoints' responses side by side; label_a/label_b are the judge's, or the newest human
     label where use_human is set (judge_label_a/judge_label_b are always the judge's)."""
     with store.reader(db, reviews) as con:
-        return store.query("responses", {**_params(judge, split, use_human, con), "a": a, "b": b}, con=con)
+        fp = dict(store.query("checkpoints", con=con)[["id", "fingerprint"]].itertuples(index=False))
+        return store.query("responses", {**_params(judge, split, use_human, con), "a": a, "b": b,
+                                         "fp_a": fp.get(a, ""), "fp_b": fp.get(b, "")}, con=con)
 
 
 def judge_metrics(db: Path | None = None, reviews: Path | None = None) -> pd.DataFrame:

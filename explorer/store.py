@@ -26,7 +26,7 @@ from .config import ROOT, ConfigError
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 EVAL_DB = ROOT / "data" / "eval.duckdb"
 REVIEWS_DB = ROOT / "data" / "reviews.duckdb"
-MIGRATIONS = {"eval": ["eval_v1.sql", "eval_v2.sql"], "reviews": ["reviews_v1.sql"]}
+MIGRATIONS = {"eval": ["eval_v1.sql", "eval_v2.sql", "eval_v3.sql"], "reviews": ["reviews_v1.sql"]}
 LOCK_RETRY_S = 10.0
 
 

@@ -127,3 +127,54 @@ def test_sql_files_bind_parameters():
     for f in Path("explorer").glob("*.py"):
         src = f.read_text()
         assert not re.search(r"execute\(\s*f[\"']", src), f"{f}: f-string SQL"
+
+
+def _judgments(rows):
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=["checkpoint_fp", "prompt_id", "gen_key", "judge", "judge_version", "label",
+                                       "explanation"])
+
+
+def _counts_agree(db) -> list:
+    """judged_counts against a fresh count of judgments × prompts; returns the rows that differ."""
+    con = duckdb.connect(str(db), read_only=True)
+    diff = con.execute("""
+        with fresh as (select j.checkpoint_fp, j.gen_key, j.judge, j.judge_version, p.split, p.suite, p.category,
+                              p.kind, j.label, count(*) as n
+                       from judgments j join prompts p on p.id = j.prompt_id group by all)
+        (select * from fresh except select * from judged_counts)
+        union all (select * from judged_counts except select * from fresh)""").fetchall()
+    con.close()
+    return diff
+
+
+def test_judged_counts_follow_every_write_and_are_backfilled(tmp_path):
+    import pandas as pd
+
+    db = tmp_path / "e.duckdb"
+    prompts = pd.DataFrame({"id": ["p1", "p2", "p3"], "suite": "s", "source": "x", "category": ["a", "a", "b"],
+                            "kind": ["harmful", "benign", "harmful"], "expected": "refuse", "split": "test",
+                            "text": ["t1", "t2", "t3"], "grp": ["p1", "p2", "p3"]})
+    with store.writer("eval", db) as con:
+        con.register("incoming_prompts", prompts)
+        con.execute(store.sql("insert_prompts"))
+    first = [("fp1", p, "g", "kw", "v1", "full_refusal", "") for p in ("p1", "p2", "p3")]
+    relabel = [("fp1", "p2", "g", "kw", "v1", "full_compliance", "")]  # insert or replace: a label changes
+    other = [("fp2", "p1", "g", "kw", "v1", "partial_refusal", ""), ("fp1", "p1", "g", "emb", "e1", "full_refusal", "")]
+    for rows in (first, relabel, other):
+        with store.writer("eval", db) as con:
+            con.register("new_judgments", _judgments(rows))
+            con.execute(store.sql("insert_judgments"))
+        assert _counts_agree(db) == []
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("select sum(n) from judged_counts where label = 'full_refusal' and judge = 'kw'").fetchone()[0] == 2
+    con.close()
+    # a store written before v3 gets its counts from the judgments when it is first opened
+    con = duckdb.connect(str(db))
+    con.execute("drop table judged_counts")
+    con.execute("delete from schema_version where version = 3")
+    con.close()
+    with store.reader(db, tmp_path / "r.duckdb") as con:
+        assert con.execute("select sum(n) from ev.judged_counts").fetchone()[0] == 5
+    assert _counts_agree(db) == []

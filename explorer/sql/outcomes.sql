@@ -2,36 +2,43 @@
 -- judge_version picks) for one evaluation ($gen_key), with human labels overriding the judge when
 -- $use_human is true. Only checkpoints whose evaluation on the split is complete are counted, so a
 -- run cut off mid-way is never half-counted.
-with split_prompts as (
-    select id, suite, category, kind from ev.prompts where split = $split
-),
-judged as (
-    -- a judgment carries the fingerprint, prompt and generation key of the response it labels, so the
-    -- (wide) generations table need not be joined: 42 → 16 ms at 100k responses (bench/NOTES.md)
-    select c.id as checkpoint_id, j.prompt_id, p.suite, p.category, p.kind, j.label
-    from ev.judgments j
-    join judge_version v on v.judge = j.judge and v.judge_version = j.judge_version
-    join ev.checkpoints c on c.fingerprint = j.checkpoint_fp
-    join split_prompts p on p.id = j.prompt_id
-    where j.judge = $judge and j.gen_key = $gen_key
+with counts as (
+    -- the counts every write keeps (eval_v3.sql), not the judgments themselves: a few hundred rows
+    select c.id as checkpoint_id, k.suite, k.category, k.kind, k.label, k.n
+    from ev.judged_counts k
+    join judge_version v on v.judge = k.judge and v.judge_version = k.judge_version
+    join ev.checkpoints c on c.fingerprint = k.checkpoint_fp
+    where k.judge = $judge and k.gen_key = $gen_key and k.split = $split
 ),
 complete as (
-    select checkpoint_id from judged group by checkpoint_id
-    having count(*) = (select count(*) from split_prompts)
+    select checkpoint_id from counts group by checkpoint_id
+    having sum(n) = (select count(*) from ev.prompts where split = $split)
 ),
-labelled as (
-    select j.*, case when $use_human and h.label is not null then h.label else j.label end as final_label
-    from judged j
-    join complete using (checkpoint_id)
-    left join human_override h using (checkpoint_id, prompt_id)
+overridden as (
+    -- each response a reviewer relabelled moves from the judge's label to the reviewer's
+    select c.id as checkpoint_id, p.suite, p.category, p.kind, j.label as judge_label, h.label as human_label
+    from human_override h
+    join ev.checkpoints c on c.id = h.checkpoint_id
+    join ev.prompts p on p.id = h.prompt_id and p.split = $split
+    join ev.judgments j on j.checkpoint_fp = c.fingerprint and j.prompt_id = h.prompt_id
+    join judge_version v on v.judge = j.judge and v.judge_version = j.judge_version
+    where $use_human and j.judge = $judge and j.gen_key = $gen_key and j.label <> h.label
+),
+moved as (
+    select checkpoint_id, suite, category, kind, label, n from counts
+    union all
+    select checkpoint_id, suite, category, kind, judge_label, -1 from overridden
+    union all
+    select checkpoint_id, suite, category, kind, human_label, 1 from overridden
 ),
 final as (
     select checkpoint_id, kind, suite, category,
-           count(*) as n,
-           count(*) filter (where final_label = 'full_refusal') as n_full_refusal,
-           count(*) filter (where final_label = 'partial_refusal') as n_partial_refusal,
-           count(*) filter (where final_label = 'full_compliance') as n_compliance
-    from labelled
+           sum(n) as n,
+           coalesce(sum(n) filter (where label = 'full_refusal'), 0) as n_full_refusal,
+           coalesce(sum(n) filter (where label = 'partial_refusal'), 0) as n_partial_refusal,
+           coalesce(sum(n) filter (where label = 'full_compliance'), 0) as n_compliance
+    from moved
+    join complete using (checkpoint_id)
     group by checkpoint_id, kind, suite, category
 )
 select * from final order by checkpoint_id, kind, suite, category

@@ -3,9 +3,10 @@
 -- The version each judge is read at: the one with the most judgments, so a re-judging run in progress
 -- does not replace a complete older version; once it has judged as many, the version scored against
 -- human labels most recently (judge_metrics) wins the tie, so a finished re-judging takes over.
+-- Counted from judged_counts (kept by every write), not from the judgments themselves.
 create temp view judge_version as
 with counted as (
-    select judge, judge_version, count(*) as n from ev.judgments group by judge, judge_version
+    select judge, judge_version, sum(n) as n from ev.judged_counts group by judge, judge_version
 ),
 scored as (
     select judge, judge_version, max(computed_at) as scored_at from ev.judge_metrics group by judge, judge_version
@@ -19,11 +20,14 @@ ranked as (
 )
 select judge, judge_version from ranked where rank = 1;
 
--- The evaluation read by default: the greedy generation settings with the most generations (ties:
--- the most recently registered). Sampled answers (eval --sampled) are read through sampled_keys.
+-- The evaluation read by default: the greedy generation settings with the most judged generations
+-- (ties: the most recently registered). Sampled answers (eval --sampled) are read through sampled_keys.
 create temp view current_evaluation as
-with counted as (
-    select gen_key, count(*) as n from ev.generations group by gen_key
+with per_judge as (
+    select gen_key, judge, judge_version, sum(n) as n from ev.judged_counts group by all
+),
+counted as (
+    select gen_key, max(n) as n from per_judge group by gen_key
 )
 select e.gen_key, e.settings, e.sweep, e.judges, e.primary_judge
 from ev.evaluations e
