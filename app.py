@@ -34,6 +34,11 @@ try:
             st.selectbox("Prompt set", sets, key="prompt_set", format_func=ui.prompt_set_label,
                          help="The shipped test split, or a suite you imported with `eval --suite-file` (kept "
                               "apart: importing never changes the shipped figures).")
+        if len(fams := ui.families()) > 1:
+            st.selectbox("Checkpoints", fams, key="family",
+                         help="The main λ grid, or one of the loss's other levers: a sharp hinge penalty instead of "
+                              "DPO's gentle one, or every violation weighing the same (no severity weights). A variant "
+                              "is shown beside the main grid's checkpoints at the same λs.")
         st.caption(ui.evaluation_caption())
     page.run()
 except StoreError as e:  # e.g. an evaluation holding the store for longer than the retry window

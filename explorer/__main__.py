@@ -95,7 +95,8 @@ def cmd_sweep(args) -> int:
 def cmd_eval(args) -> int:
     from . import store
     from .checkpoints import BASE_ID, discover, manifests, sweep_dir
-    from .evaluate import attach_adapters, capability, evaluate, evaluate_sampled, register, sampled_prompt_set
+    from .evaluate import (attach_adapters, capability, evaluate, evaluate_ray, evaluate_sampled, register,
+                           sampled_prompt_set)
     from .judges import get_judge
     from .model import load_base
     from .suites import import_suite_file, load_prompts, parse_column_map
@@ -122,6 +123,8 @@ def cmd_eval(args) -> int:
     db = Path(args.db) if args.db else store.EVAL_DB
     if args.sampled and args.suite_file:
         raise ConfigError("--sampled samples the shipped test prompts; leave out --suite-file")
+    if args.sampled and args.launcher == "ray":
+        raise ConfigError("--launcher ray runs the greedy evaluation; sample with the local launcher (leave it out)")
     order = _pareto_ids(db) if args.sampled and not only else sorted(only)
     only = set(order)
     base = load_base(recipe.model)
@@ -129,11 +132,16 @@ def cmd_eval(args) -> int:
                    key=lambda i: order.index(i.id) if i.id in order else -1)
     # refuses prompts that would rewrite stored ones (then nothing is written)
     register(infos, prompts, recipe, db, imported=bool(args.suite_file))
-    engine = attach_adapters(base, infos)  # one model, every adapter attached and switched by name
+    engine = attach_adapters(base, infos) if args.launcher == "local" else None  # every adapter, switched by name
     if args.sampled:
         prompts = sampled_prompt_set(prompts, recipe.eval.sampled_prompts)
         out = evaluate_sampled(engine, infos, prompts, recipe, judges, db)
         what = f"{recipe.eval.samples} sampled answers × {len(prompts)} prompts"
+    elif args.launcher == "ray":
+        out = evaluate_ray(base, infos, prompts, recipe, judges, db)
+        if not args.suite_file:
+            capability(attach_adapters(base, infos), infos, recipe, db)
+        what = f"{len(prompts)} prompts (one Ray task per checkpoint)"
     else:
         out = evaluate(engine, infos, prompts, recipe, judges, db)
         if not args.suite_file:
@@ -266,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--judge", action="append", help="judge name(s) (default: the recipe's)")
     s.add_argument("--limit", type=_positive_int, help="at most N prompts per suite (quick looks)")
     s.add_argument("--db", help="store path (default: data/eval.duckdb)")
+    s.add_argument("--launcher", choices=("local", "ray"), default="local",
+                   help="ray: one task per checkpoint (one GPU each where there are GPUs); this process writes the store")
     s.add_argument("--sampled", action="store_true",
                    help="k answers per prompt sampled from the model (eval.samples, eval.sampled_prompts), on the "
                         "Pareto checkpoints unless --only names others: the sampled violation rate")

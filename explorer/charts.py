@@ -13,9 +13,12 @@ import pandas as pd
 
 RATE_AXIS = alt.Axis(format=".0%")
 UNIT = alt.Scale(domain=[0, 1], clamp=True)
-STATUS = {"base": "base model (untrained)", "pareto": "Pareto-optimal", "dominated": "dominated"}
-STATUS_COLOURS = {STATUS["base"]: "#7f7f7f", STATUS["pareto"]: "#d62728", STATUS["dominated"]: "#1f77b4"}
-STATUS_SHAPES = {STATUS["base"]: "diamond", STATUS["pareto"]: "circle", STATUS["dominated"]: "circle"}
+STATUS = {"base": "base model (untrained)", "pareto": "Pareto-optimal", "dominated": "dominated",
+          "constrained": "trained to a target ε"}
+STATUS_COLOURS = {STATUS["base"]: "#7f7f7f", STATUS["pareto"]: "#d62728", STATUS["dominated"]: "#1f77b4",
+                  STATUS["constrained"]: "#9467bd"}
+STATUS_SHAPES = {STATUS["base"]: "diamond", STATUS["pareto"]: "circle", STATUS["dominated"]: "circle",
+                 STATUS["constrained"]: "triangle-up"}
 VIOLATION_TITLE = "Violation rate: harmful prompts answered (lower = safer)"
 OVER_REFUSAL_TITLE = "Over-refusal rate: benign prompts refused (lower = more helpful)"
 
@@ -32,9 +35,12 @@ def frontier_frame(table: pd.DataFrame) -> pd.DataFrame:
     column (base / Pareto-optimal / dominated) and a `label`: checkpoints that sit on top of each other
     are named once, together, at the first of them ("base, s0-h0, s0-h0.1"); the others get none."""
     df = table[FRONTIER_COLUMNS].copy()
-    df["status"] = [STATUS["base"] if b else STATUS["pareto"] if p else STATUS["dominated"]
-                    for b, p in zip(df["is_base"], df["pareto"])]
-    df["label"] = cluster_labels(df)
+    eps = pd.to_numeric(table.get("target_violation", pd.Series(None, index=table.index, dtype=float)))
+    df["status"] = [STATUS["base"] if b else STATUS["constrained"] if pd.notna(e) else STATUS["pareto"] if p
+                    else STATUS["dominated"] for b, p, e in zip(df["is_base"], df["pareto"], eps)]
+    # a run trained to ε is named with its target, so the map says what it was asked to reach
+    names = [f"{c} (trained to ε = {e:g})" if pd.notna(e) else c for c, e in zip(df["checkpoint_id"], eps)]
+    df["label"] = cluster_labels(df.assign(checkpoint_id=names))
     return df
 
 
@@ -122,6 +128,21 @@ def with_params(spec: dict, **values) -> dict:
         raise KeyError(f"chart has no parameter(s) {sorted(missing)}; it has {sorted(known)}")
     return {**spec, "params": [{**p, "value": values[p["name"]]} if p["name"] in values else p
                                for p in spec.get("params", [])]}
+
+
+def dual_trajectory(trajectory: pd.DataFrame, epsilon: float) -> alt.VConcatChart:
+    """A constrained run's dual ascent (train.DualAscent): λ_safe at each update, and the violation
+    estimate v̂ that moved it against the target ε (the dashed line)."""
+    x = alt.X("step:Q", title="training step")
+    lam = alt.Chart(trajectory).mark_line(point=True, color="#9467bd").encode(
+        x=x, y=alt.Y("lambda_safe:Q", title="λ_safe", scale=alt.Scale(zero=False)),
+        tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("lambda_safe:Q", format=".3g")]).properties(height=180)
+    v = alt.Chart(trajectory).mark_line(point=True, color="#d62728").encode(
+        x=x, y=alt.Y("violation_estimate:Q", title="violation estimate v̂ (dev prompts)", scale=UNIT, axis=RATE_AXIS),
+        tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("violation_estimate:Q", format=".1%")])
+    target = alt.Chart(pd.DataFrame({"epsilon": [epsilon]})).mark_rule(color="#444", strokeDash=[4, 4]).encode(
+        y=alt.Y("epsilon:Q", scale=UNIT), tooltip=[alt.Tooltip("epsilon:Q", title="target ε", format=".0%")])
+    return alt.vconcat(lam, alt.layer(v, target).properties(height=180))
 
 
 def heatmap(table: pd.DataFrame, metric: str, title: str, fmt: str = ".0%") -> alt.LayerChart:

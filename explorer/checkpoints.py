@@ -25,9 +25,31 @@ ADAPTER_FILE = "adapter_model.safetensors"
 MANIFEST_FILE = "manifest.json"
 
 
-def run_id(lambda_safe: float, lambda_helpful: float) -> str:
-    """The directory name of a grid point: 's1-h0.3' for λ_safe = 1, λ_helpful = 0.3."""
-    return f"s{lambda_safe:g}-h{lambda_helpful:g}"
+def run_id(lambda_safe: float, lambda_helpful: float, variant: str = "") -> str:
+    """The directory name of a grid point: 's1-h0.3' for λ_safe = 1, λ_helpful = 0.3; a variant's
+    point carries its name ('s1-h0.3-hinge')."""
+    return f"s{lambda_safe:g}-h{lambda_helpful:g}" + (f"-{variant}" if variant else "")
+
+
+# The design's two other levers besides the λs, each a named change to the main grid's loss: the shape
+# of the penalty (a sharp hinge instead of DPO's gentle log-sigmoid) and whether violations weigh by
+# the spec's severity (unweighted: all the same).
+VARIANTS = {"hinge": {"preference": "hinge"}, "unweighted": {"severity_weighting": False}}
+KINDS = ("base", "grid", "constrained", "variant")
+
+
+def variant_of(loss: dict) -> str:
+    """The variants a loss section carries ('' for the main grid's loss), joined by '+'."""
+    return "+".join(name for name, change in VARIANTS.items() if all(loss.get(k) == v for k, v in change.items()))
+
+
+def describe(manifest: dict, is_base: bool) -> dict:
+    """kind (KINDS), the ε a constrained run was trained to, and the variant name, from a manifest."""
+    recipe = manifest.get("recipe") or {}
+    eps = (recipe.get("sweep") or {}).get("target_violation")
+    variant = variant_of(recipe.get("loss") or {})
+    kind = "base" if is_base else "constrained" if eps is not None else "variant" if variant else "grid"
+    return {"kind": kind, "target_violation": eps, "variant": variant or None}
 
 
 def sweep_dir(sweep_name: str, root: Path = CHECKPOINTS_ROOT) -> Path:
@@ -185,13 +207,15 @@ def base_info(base_name: str, base_fingerprint: str) -> CheckpointInfo:
                           {"base_model": base_name, "base_fingerprint": base_fingerprint})
 
 
+def run_info(directory: Path, manifest: dict) -> CheckpointInfo:
+    """A finished run, named by its directory, fingerprinted by its adapter's digest."""
+    return CheckpointInfo(directory.name, directory, manifest["adapter_sha256"][:16], float(manifest["lambda_safe"]),
+                          float(manifest["lambda_helpful"]), manifest)
+
+
 def discover(sweep_root: Path, base) -> list[CheckpointInfo]:
     """The base model plus every finished run under sweep_root (a sweep directory)."""
-    infos = [base_info(base.name, base.fingerprint)]
-    for d, m in finished_runs(sweep_root, base.fingerprint):
-        infos.append(CheckpointInfo(d.name, d, m["adapter_sha256"][:16], float(m["lambda_safe"]),
-                                    float(m["lambda_helpful"]), m))
-    return infos
+    return [base_info(base.name, base.fingerprint), *(run_info(d, m) for d, m in finished_runs(sweep_root, base.fingerprint))]
 
 
 def model_config(sweep_root: Path) -> ModelConfig:

@@ -97,6 +97,11 @@ def register(infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe,
         con.unregister("incoming_prompts")
 
 
+def commit_size(recipe: Recipe) -> int:
+    """Prompts generated and committed together by the local engine: two decoding batches."""
+    return recipe.eval.batch_size * 2
+
+
 def evaluate(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe, judges: list,
              db: Path | None = None, progress: bool = True, batch_commit: int | None = None) -> dict:
     """Generate what is missing, then judge what is unjudged. Returns counts of new rows.
@@ -111,7 +116,7 @@ def evaluate(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, r
     total = sum(len(v) for v in todo.values())
     bar = tqdm(total=total, desc="eval: generating", disable=not progress)
     new_gen = new_judged = 0
-    chunk = batch_commit or recipe.eval.batch_size * 2
+    chunk = batch_commit or commit_size(recipe)
     for info in infos:
         pending = todo[info.id]
         if not pending:
@@ -132,6 +137,70 @@ def evaluate(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, r
     bar.close()
     new_judged += judge_missing(judges, db, progress)
     return {"generated": new_gen, "judged": new_judged}
+
+
+def evaluate_ray(base: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe, judges: list,
+                 db: Path | None = None, progress: bool = True) -> dict:
+    """`eval --launcher ray`: one Ray task per checkpoint generates its missing answers (one GPU each where
+    there are GPUs, else sweep.cpus_per_run CPUs); the driver judges them and is the only writer of the
+    store, committing each checkpoint as its task returns. Resumable like evaluate(): a rerun sends only
+    the prompts each checkpoint is still missing. Connects to RAY_ADDRESS if set, else starts a local
+    cluster."""
+    import os
+
+    import torch
+    from tqdm.auto import tqdm
+
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--launcher ray needs ray: pip install -r requirements-ray.txt (or leave out --launcher)") from None
+    key = gen_key(recipe)
+    ids = prompts["id"].tolist()
+    text = dict(zip(prompts["id"], prompts["text"]))
+    with store.reader(db) as con:
+        todo = {i.id: missing_prompts(con, i.fingerprint, key, ids) for i in infos}
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
+    resources = {"num_gpus": 1} if torch.cuda.is_available() else {"num_cpus": recipe.sweep.cpus_per_run}
+    task = ray.remote(**resources)(_ray_generate)
+    by_info = {i.id: i for i in infos}
+    pending = {task.remote(recipe.to_dict(), str(i.directory or ""), i.id, [text[p] for p in todo[i.id]]): i.id
+               for i in infos if todo[i.id]}
+    bar = tqdm(total=len(pending), desc="eval (ray): checkpoints", disable=not progress)
+    new_gen = new_judged = 0
+    while pending:
+        [done], _ = ray.wait(list(pending), num_returns=1)
+        info = by_info[pending.pop(done)]
+        answers = ray.get(done)
+        rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": todo[info.id],
+                             "gen_key": key, "response": [a["response"] for a in answers],
+                             "n_tokens": [a["n_tokens"] for a in answers], "seconds": [a["seconds"] for a in answers]})
+        new_judged += commit_judged(rows, [text[p] for p in todo[info.id]], judges, db)
+        new_gen += len(rows)
+        bar.update(1)
+    bar.close()
+    new_judged += judge_missing(judges, db, progress)
+    return {"generated": new_gen, "judged": new_judged}
+
+
+def _ray_generate(recipe_dict: dict, adapter_dir: str, checkpoint_id: str, texts: list[str]) -> list[dict]:
+    """One checkpoint's greedy answers inside a Ray worker (its own process, its own copy of the model)."""
+    from .checkpoints import BASE_ID, base_info, run_info, validate_adapter
+    from .config import load_recipe
+    from .model import load_base
+
+    recipe = load_recipe(None, overrides=recipe_dict)
+    base = load_base(recipe.model, progress=False)
+    info = (base_info(base.name, base.fingerprint) if checkpoint_id == BASE_ID
+            else run_info(Path(adapter_dir), validate_adapter(Path(adapter_dir), base.fingerprint)))
+    engine = attach_adapters(base, [info])
+    activate(engine.model, checkpoint_id)
+    chunk = commit_size(recipe)  # the local engine's chunks, so both launchers decode the same batches
+    outs = [g for s in range(0, len(texts), chunk)
+            for g in generate_many(engine, texts[s:s + chunk], recipe.eval.max_new_tokens,
+                                   batch_size=recipe.eval.batch_size)]
+    return [{"response": g.response, "n_tokens": g.n_tokens, "seconds": g.seconds} for g in outs]
 
 
 def commit_judged(rows: pd.DataFrame, prompt_texts: list[str], judges: list, db: Path | None) -> int:
@@ -161,19 +230,26 @@ def judge_rows(rows: pd.DataFrame, prompt_texts: list[str], judges: list) -> pd.
                                       "explanation"])
 
 
+JUDGE_CHUNK = 512  # judgments committed together when judging stored generations
+
+
 def judge_missing(judges: list, db: Path | None = None, progress: bool = True) -> int:
-    """Judge every stored generation that this judge version has not judged yet (e.g. after retraining)."""
+    """Judge every stored generation that this judge version has not judged yet (e.g. after retraining),
+    committing chunk by chunk so a killed run keeps what it judged."""
+    from tqdm.auto import tqdm
+
     n = 0
     for j in judges:
         with store.reader(db) as con:
             rows = con.execute(store.sql("unjudged"), {"judge": j.name, "judge_version": j.version}).df()
-        if rows.empty:
-            continue
-        verdicts = judge_rows(rows, rows["text"].tolist(), [j])
-        with store.writer("eval", db) as con:
-            con.register("new_judgments", verdicts)
-            con.execute(store.sql("insert_judgments"))
-        n += len(verdicts)
+        for start in tqdm(range(0, len(rows), JUDGE_CHUNK), desc=f"judging stored answers ({j.name})",
+                          disable=not progress or rows.empty):
+            part = rows.iloc[start:start + JUDGE_CHUNK]
+            verdicts = judge_rows(part, part["text"].tolist(), [j])
+            with store.writer("eval", db) as con:
+                con.register("new_judgments", verdicts)
+                con.execute(store.sql("insert_judgments"))
+            n += len(verdicts)
     return n
 
 

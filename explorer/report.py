@@ -1,7 +1,8 @@
 """`python -m explorer report`: the sweep's figures as a table, or as JSON for scripts.
 
 JSON keys are a contract (scripts outside the project read them): checkpoints[{id, lambda_safe,
-lambda_helpful, is_base, violation_rate, violation_ci, over_refusal_rate, over_refusal_ci,
+lambda_helpful, is_base, kind (base | grid | constrained | variant), target_violation (constrained
+runs: the ε trained to), variant (variants: checkpoints.VARIANTS name), violation_rate, violation_ci, over_refusal_rate, over_refusal_ci,
 n_harmful, n_benign, violation_rate_corrected, over_refusal_rate_corrected (as a perfect judge would
 give them), seen_* / unseen_* (suites training drew from / never saw), attack_violation_rate,
 sampled_violation_rate, sampled_over_refusal_rate (k sampled answers per prompt), ...}],
@@ -44,7 +45,8 @@ def build_report(judge: str | None = None, db: Path | None = None, split: str | 
     for r in table.itertuples():
         cps.append({
             "id": r.checkpoint_id, "lambda_safe": float(r.lambda_safe), "lambda_helpful": float(r.lambda_helpful),
-            "is_base": bool(r.is_base), "violation_rate": _num(r.violation_rate),
+            "is_base": bool(r.is_base), "kind": r.kind, "target_violation": _num(r.target_violation),
+            "variant": r.variant if isinstance(r.variant, str) else None, "violation_rate": _num(r.violation_rate),
             "violation_ci": [_num(r.violation_lo), _num(r.violation_hi)],
             "over_refusal_rate": _num(r.over_refusal_rate), "over_refusal_ci": [_num(r.over_refusal_lo), _num(r.over_refusal_hi)],
             "partial_over_refusal_rate": _num(r.partial_over_refusal_rate),

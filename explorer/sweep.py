@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
-from .checkpoints import CHECKPOINTS_ROOT, clean_partial, is_finished, run_id, sweep_dir
+from .checkpoints import CHECKPOINTS_ROOT, VARIANTS, clean_partial, is_finished, run_id, sweep_dir
 from .config import ConfigError, Recipe
 
 
@@ -18,14 +18,23 @@ from .config import ConfigError, Recipe
 class Point:
     lambda_safe: float
     lambda_helpful: float
+    variant: str = ""  # '' = the main grid's loss; else a name in checkpoints.VARIANTS
 
     @property
     def run_id(self) -> str:
-        return run_id(self.lambda_safe, self.lambda_helpful)
+        return run_id(self.lambda_safe, self.lambda_helpful, self.variant)
+
+    def recipe(self, recipe: Recipe) -> Recipe:
+        """The recipe of this point: the λs, and the variant's change to the loss."""
+        return recipe.with_loss(lambda_safe=self.lambda_safe, lambda_helpful=self.lambda_helpful,
+                                **VARIANTS.get(self.variant, {}))
 
 
 def grid(recipe: Recipe) -> list[Point]:
-    return [Point(s, h) for s, h in product(recipe.sweep.lambda_safe, recipe.sweep.lambda_helpful)]
+    """The main grid, then each variant at its own (smaller) grid of points."""
+    s = recipe.sweep
+    return ([Point(ls, lh) for ls, lh in product(s.lambda_safe, s.lambda_helpful)]
+            + [Point(ls, lh, v) for v in s.variants for ls, lh in product(s.variant_lambda_safe, s.variant_lambda_helpful)])
 
 
 def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = True, base=None) -> list[Path]:
@@ -57,12 +66,11 @@ def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = Tr
         if d.exists():
             shutil.rmtree(d)  # finished with other pairs: stale, retrain
         bar.set_postfix(run=pt.run_id)
-        train_run(base, ps, recipe.with_loss(lambda_safe=pt.lambda_safe, lambda_helpful=pt.lambda_helpful), d,
-                  ref=ref, progress=progress)
+        train_run(base, ps, pt.recipe(recipe), d, ref=ref, progress=progress)
     return dirs
 
 
-def _ray_train_point(recipe_dict: dict, point: tuple[float, float], root: str, pairs_dir: str) -> str:
+def _ray_train_point(recipe_dict: dict, point: tuple[float, float, str], root: str, pairs_dir: str) -> str:
     """One grid point inside a Ray worker (its own process): loads its own base model and trains.
     Pairs and reference log-probs come from the shared cache directory, built by whichever worker
     gets there first (writes are atomic renames)."""
@@ -73,10 +81,11 @@ def _ray_train_point(recipe_dict: dict, point: tuple[float, float], root: str, p
     from .train import train_run
 
     pairs.PAIRS_DIR = Path(pairs_dir)
-    recipe = load_recipe(None, overrides=recipe_dict).with_loss(lambda_safe=point[0], lambda_helpful=point[1])
+    pt = Point(*point)
+    recipe = pt.recipe(load_recipe(None, overrides=recipe_dict))
     base = load_base(recipe.model, training=True, progress=False)
     ps = pairs.cached_pairs(base, load_prompts(), recipe, progress=False)
-    d = sweep_dir(recipe.sweep.name, Path(root)) / Point(*point).run_id
+    d = sweep_dir(recipe.sweep.name, Path(root)) / pt.run_id
     if not is_finished(d, ps.fingerprint):
         train_run(base, ps, recipe, d, progress=False)
     return str(d)
@@ -103,25 +112,31 @@ def run_sweep_ray(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool 
     out = sweep_dir(recipe.sweep.name, root)
     out.mkdir(parents=True, exist_ok=True)
     clean_partial(out)
-    futures = [task.remote(recipe.to_dict(), (p.lambda_safe, p.lambda_helpful), str(root), str(pairs.PAIRS_DIR))
+    futures = [task.remote(recipe.to_dict(), (p.lambda_safe, p.lambda_helpful, p.variant), str(root), str(pairs.PAIRS_DIR))
                for p in grid(recipe)]
     return [Path(p) for p in ray.get(futures)]
 
 
-def dual_estimator(base, prompts, recipe: Recipe, n: int = 16):
-    """v̂ for the constrained mode: violation rate on n dev-split harmful prompts (keyword judge)."""
-    from .generate import generate_many
-    from .judges import KeywordJudge, is_violation
+DUAL_PROMPTS = 64  # dev-split harmful prompts behind each v̂: a standard error of about 0.06 at v = 0.3
 
-    dev = prompts[(prompts["split"] == "dev") & (prompts["kind"] == "harmful")].head(n)["text"].tolist()
-    judge = KeywordJudge()
+
+def dual_estimator(base, prompts, recipe: Recipe, n: int = DUAL_PROMPTS):
+    """v̂ for the constrained mode: the greedy violation rate on n dev-split harmful prompts (never the
+    test split, where the run is then judged), as the evaluation's primary judge reads it."""
+    from .generate import generate_many
+    from .judges import get_judge, is_violation
+
+    dev = prompts[(prompts["split"] == "dev") & (prompts["kind"] == "harmful")]
+    dev = dev.sample(min(n, len(dev)), random_state=0)  # across the suites, the same prompts every run
+    judge = get_judge(recipe.eval.primary_judge)
 
     def estimate(model) -> float:
         import dataclasses
 
         view = dataclasses.replace(base, model=model)
-        outs = generate_many(view, dev, 32, batch_size=n)
-        return sum(is_violation("harmful", judge.judge_one(g.response).label) for g in outs) / max(1, len(outs))
+        outs = generate_many(view, dev["text"].tolist(), recipe.eval.max_new_tokens, batch_size=recipe.eval.batch_size)
+        verdicts = judge.judge(dev["text"].tolist(), [g.response for g in outs])
+        return sum(is_violation("harmful", v.label) for v in verdicts) / max(1, len(verdicts))
 
     return estimate
 

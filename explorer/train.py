@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from .checkpoints import MANIFEST_FILE, code_version, run_id, save_checkpoint
+from .checkpoints import MANIFEST_FILE, code_version, run_id, save_checkpoint, variant_of
 from .config import ConfigError, Recipe
 from .losses import IGNORE_INDEX, LossTerms, helpful_loss, lm_loss, safe_loss, sequence_logps, total_loss
 from .model import Base, chat_prompt
@@ -291,7 +291,7 @@ def _manifest(recipe: Recipe, ps: PairSet, base: Base, fit: Fit, ascent: DualAsc
               wall_time_s: dict[str, float]) -> dict:
     """Everything needed to trace the adapter back to its recipe, data, base model and code."""
     return {
-        "run_id": run_id(recipe.loss.lambda_safe, recipe.loss.lambda_helpful),
+        "run_id": run_id(recipe.loss.lambda_safe, recipe.loss.lambda_helpful, variant_of(recipe.to_dict()["loss"])),
         "lambda_safe": recipe.loss.lambda_safe, "lambda_helpful": recipe.loss.lambda_helpful,
         "final_lambda_safe": fit.final_lambda_safe, "lambda_trajectory": ascent.trajectory if ascent else [],
         "recipe": recipe.to_dict(), "recipe_source": recipe.source,

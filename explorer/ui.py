@@ -169,8 +169,36 @@ def default_judge(available: list[str]) -> str | None:
 
 
 def checkpoint_table() -> pd.DataFrame:
+    """The checkpoints of the family the sidebar picked (the main grid unless a loss variant is chosen)."""
     stamp, db, rv = _store()
-    return _checkpoint_table(stamp, selection(), db, rv)
+    table = _checkpoint_table(stamp, selection(), db, rv)
+    if table.empty:
+        return table
+    family = st.session_state.get("family", queries.MAIN_FAMILY)
+    return queries.family_view(table, family if family in queries.families(table) else queries.MAIN_FAMILY)
+
+
+def trajectory(checkpoint_id: str) -> pd.DataFrame:
+    stamp, db, rv = _store()
+    return _trajectory(stamp, checkpoint_id, db, rv)
+
+
+@_cached
+def _trajectory(stamp: tuple, checkpoint_id: str, db: Path, rv: Path) -> pd.DataFrame:
+    return queries.trajectory(checkpoint_id, db, rv)
+
+
+def grid_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows that make up the shown family's λ grid: a variant's own points, else the main grid's."""
+    variant = table["kind"] == "variant"
+    return table[variant] if variant.any() else table[table["kind"] == "grid"]
+
+
+def families() -> list[str]:
+    """The main grid, then each loss variant in the store (queries.families)."""
+    stamp, db, rv = _store()
+    table = _checkpoint_table(stamp, selection(), db, rv)
+    return [] if table.empty else queries.families(table)
 
 
 def outcomes() -> pd.DataFrame:

@@ -24,7 +24,9 @@ def other_store(tiny_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("other-sweep")
     mp = pytest.MonkeyPatch()
     mp.setattr(pairs, "PAIRS_DIR", work / "pairs")
-    recipe = tiny_recipe(tiny_dir, name="other", sweep={"lambda_safe": [0.0, 1.0], "lambda_helpful": [0.0]},
+    recipe = tiny_recipe(tiny_dir, name="other", sweep={"lambda_safe": [0.0, 1.0], "lambda_helpful": [0.0],
+                                                        "variants": ["hinge"], "variant_lambda_safe": [1.0],
+                                                        "variant_lambda_helpful": [0.0]},
                          train={"steps": 2},
                          eval={"max_new_tokens": MAX_NEW_TOKENS, "judges": ["keyword", "embedding"],
                                "primary_judge": "embedding"})
@@ -51,7 +53,10 @@ def test_report_reads_the_store_not_the_default_recipe(other_store, capsys):
     assert rep["judge"] == "embedding"  # the evaluation's primary judge, as stored
     assert rep["evaluation"]["sweep"] == "other"
     assert rep["evaluation"]["settings"]["max_new_tokens"] == MAX_NEW_TOKENS
-    assert {c["id"] for c in rep["checkpoints"]} == {"base", "s0-h0", "s1-h0"}
+    assert {c["id"] for c in rep["checkpoints"]} == {"base", "s0-h0", "s1-h0", "s1-h0-hinge"}
+    kinds = {c["id"]: (c["kind"], c["variant"]) for c in rep["checkpoints"]}
+    assert kinds == {"base": ("base", None), "s0-h0": ("grid", None), "s1-h0": ("grid", None),
+                     "s1-h0-hinge": ("variant", "hinge")}
     for c in rep["checkpoints"]:
         assert 0 <= c["violation_rate"] <= 1 and 0 <= c["over_refusal_rate"] <= 1 and c["n_harmful"] > 0
 
@@ -122,3 +127,19 @@ def test_examples_page_shows_how_often_sampled_answers_refuse(other_store, monke
     shares = queries.sampled_shares("embedding", other_store["db"])
     assert set(shares["checkpoint_id"]) == {"base", "s1-h0"} and (shares["k"] == 3).all()
     assert shares["refused"].between(0, 3).all()
+
+
+def test_the_sidebar_switches_between_the_main_grid_and_a_variant(other_store, monkeypatch, tmp_path):
+    monkeypatch.setenv("EXPLORER_DB", str(other_store["db"]))
+    monkeypatch.setenv("EXPLORER_REVIEWS_DB", str(tmp_path / "reviews.duckdb"))
+    monkeypatch.setenv("EXPLORER_CHECKPOINTS", str(other_store["checkpoints"]))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    family = at.sidebar.selectbox(key="family")
+    assert family.options == ["main grid", "hinge"] and family.value == "main grid"
+    family.select("hinge").run()
+    assert not at.exception, at.exception
+    # the variant beside the base and the main grid's point at the same λs
+    assert set(at.dataframe[-1].value["checkpoint_id"]) == {"base", "s1-h0", "s1-h0-hinge"}
+    at.switch_page("explorer/pages/operating_point.py").run()
+    assert not at.exception, at.exception
+    assert at.subheader[0].value == "Checkpoint s1-h0-hinge"

@@ -1,4 +1,5 @@
 """The dashboard in Streamlit's headless test runner (AppTest), on the small store from conftest.py."""
+import json
 from pathlib import Path
 
 import duckdb
@@ -46,7 +47,6 @@ def test_empty_store_shows_a_friendly_message(app_env, monkeypatch, tmp_path, na
 
 def frontier_params(at: AppTest) -> dict:
     """The parameter values of the page's first Vega-Lite chart (the frontier), as the browser gets them."""
-    import json
 
     chart = at.get("vega_lite_chart")[0]
     return {p["name"]: p["value"] for p in json.loads(chart.proto.spec)["params"]}
@@ -224,3 +224,55 @@ def test_live_generation_reports_a_prompt_too_long_for_the_model(app_env, monkey
     at.text_area[0].input("hello").run()
     at.button[0].click().run()
     assert "Prompt too long for the model: prompt 0 is 9000 tokens" in at.error[0].value
+
+
+@pytest.fixture
+def constrained_env(app_env, tmp_path, monkeypatch):
+    """The small store plus one run trained to ε = 0.3 with its dual-ascent record (a copy, so other tests
+    keep theirs)."""
+    import shutil
+
+    import pandas as pd
+    from conftest import prompt_table
+    from explorer import store
+    from explorer.checkpoints import CheckpointInfo
+    from explorer.config import DEFAULT_RECIPE, load_recipe
+    from explorer.evaluate import gen_key, judge_rows, register
+    from explorer.judges import KeywordJudge
+
+    db = tmp_path / "constrained.duckdb"
+    shutil.copy(app_env["EXPLORER_DB"], db)
+    recipe = load_recipe(DEFAULT_RECIPE, {"sweep": {"target_violation": 0.3}, "loss": {"lambda_safe": 1.0}})
+    trajectory = [{"step": 9, "violation_estimate": 0.6, "lambda_safe": 1.35},
+                  {"step": 19, "violation_estimate": 0.4, "lambda_safe": 1.49}]
+    info = CheckpointInfo("constrained-eps0.3-h0.3", tmp_path / "c", "fp-constrained", 1.0, 0.3,
+                          {"base_fingerprint": "fp", "recipe": recipe.to_dict(), "lambda_trajectory": trajectory})
+    prompts = prompt_table()
+    register([info], prompts, recipe, db)
+    rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": prompts["id"],
+                         "gen_key": gen_key(recipe), "n_tokens": 12, "seconds": 0.1,
+                         "response": ["I'm sorry, but I can't help with that." if i % 3 else "Sure, here it is."
+                                      for i in range(len(prompts))]})
+    with store.writer("eval", db) as con:
+        con.register("new_generations", rows)
+        con.execute(store.sql("insert_generations"))
+        con.register("new_judgments", judge_rows(rows, prompts["text"].tolist(), [KeywordJudge()]))
+        con.execute(store.sql("insert_judgments"))
+    monkeypatch.setenv("EXPLORER_DB", str(db))
+    return info.id
+
+
+def test_a_run_trained_to_epsilon_is_marked_and_shows_its_dual_ascent(constrained_env):
+    at = open_page("tradeoff_map", judge="keyword")
+    spec = json.dumps(json.loads(at.get("vega_lite_chart")[0].proto.spec), ensure_ascii=False)
+    assert "trained to a target ε" in spec  # its own mark in the legend (its label: test_charts)
+    shown = at.dataframe[-1].value
+    assert shown.set_index("checkpoint_id").loc[constrained_env, ["kind", "target_violation"]].tolist() == ["constrained", 0.3]
+    at.switch_page("explorer/pages/operating_point.py").run()
+    pick = next(s for s in at.selectbox if s.label.startswith("Or a run trained to a target"))
+    pick.select(constrained_env).run()
+    assert not at.exception, at.exception
+    assert at.subheader[0].value == f"Checkpoint {constrained_env}"
+    assert "How training reached ε" in texts(at)
+    charts = [c.proto.spec for c in at.get("vega_lite_chart")]
+    assert any("violation_estimate" in c and "lambda_safe" in c for c in charts)

@@ -117,3 +117,21 @@ def test_overlapping_checkpoints_share_one_label():
     df = pd.DataFrame({"checkpoint_id": ["s0-h0", "base", "s0-h1", "s3-h0"], "is_base": [False, True, False, False],
                        "violation_rate": [0.99, 0.985, 0.97, 0.10], "over_refusal_rate": [0.0, 0.0, 0.01, 0.4]})
     assert cluster_labels(df) == ["", "base, s0-h0, s0-h1", "", "s3-h0"]
+
+
+def test_a_run_trained_to_epsilon_has_its_own_mark_and_says_its_target():
+    t = table()
+    t["target_violation"] = [0.2 if c == "s1-h1" else None for c in t["checkpoint_id"]]
+    df = charts.frontier_frame(t).set_index("checkpoint_id")
+    assert df.loc["s1-h1", "status"] == charts.STATUS["constrained"]
+    assert "s1-h1 (trained to ε = 0.2)" in " ".join(df["label"])
+    assert df.loc["s0-h0", "status"] == charts.STATUS["pareto"]
+    charts.frontier(t, epsilon=0.25, best="s1-h1").to_dict()  # still a valid spec
+
+
+def test_dual_trajectory_draws_lambda_and_the_estimate_against_epsilon():
+    traj = pd.DataFrame({"step": [9, 19, 29], "violation_estimate": [0.6, 0.35, 0.22], "lambda_safe": [1.3, 1.5, 1.6]})
+    spec = charts.dual_trajectory(traj, 0.25).to_dict()
+    lam, estimate = spec["vconcat"]
+    assert lam["encoding"]["y"]["field"] == "lambda_safe"
+    assert [layer["encoding"]["y"]["field"] for layer in estimate["layer"]] == ["violation_estimate", "epsilon"]

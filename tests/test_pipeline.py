@@ -207,3 +207,37 @@ def test_ray_launcher_on_a_local_cluster(tiny_dir, tmp_path, monkeypatch):
         ray.shutdown()
     assert sorted(d.name for d in dirs) == ["s0-h1", "s1-h1"]
     assert all((d / "manifest.json").is_file() for d in dirs)
+
+
+def test_ray_evaluation_matches_the_local_one_and_resumes(tiny_dir, tmp_path, reference_sweep):
+    import importlib.util
+
+    require(importlib.util.find_spec("ray") is not None, "ray", "pip install -r requirements-ray.txt")
+    import duckdb
+    import ray
+    from explorer import checkpoints
+    from explorer.evaluate import attach_adapters, evaluate, evaluate_ray, register
+    from explorer.judges import KeywordJudge
+    from explorer.suites import load_prompts
+
+    recipe = tiny_recipe(tiny_dir)
+    base = load_base(recipe.model, progress=False)
+    prompts = load_prompts()
+    prompts = prompts[prompts["split"] == "test"].groupby("suite").head(2)
+    infos = checkpoints.discover(reference_sweep / "checkpoints" / "tiny", base)
+    local, remote = tmp_path / "local.duckdb", tmp_path / "ray.duckdb"
+    for db in (local, remote):
+        register(infos, prompts, recipe, db)
+    evaluate(attach_adapters(base, infos), infos, prompts, recipe, [KeywordJudge()], local, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}})
+    try:
+        first = evaluate_ray(base, infos, prompts, recipe, [KeywordJudge()], remote, progress=False)
+        again = evaluate_ray(base, infos, prompts, recipe, [KeywordJudge()], remote, progress=False)
+    finally:
+        ray.shutdown()
+    assert first["generated"] == len(infos) * len(prompts) and again == {"generated": 0, "judged": 0}
+    rows = "select checkpoint_id, prompt_id, response from generations order by all"
+    with duckdb.connect(str(local), read_only=True) as a, duckdb.connect(str(remote), read_only=True) as b:
+        assert a.execute(rows).fetchall() == b.execute(rows).fetchall()
+        assert b.execute("select count(*) from judgments").fetchone()[0] == first["generated"]

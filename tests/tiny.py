@@ -38,7 +38,7 @@ def tiny_recipe(model_dir: Path, name: str = "tiny", **sections) -> Recipe:
     over = {"model": {"base_model": str(model_dir), "dtype": "float32"},
             "train": {"steps": 4, "batch_pairs": 2, "batch_lm": 1, "n_safe_pairs": 8, "n_helpful_pairs": 8,
                       "n_lm": 4, "max_response_tokens": 8, "max_prompt_tokens": 48, "warmup_steps": 1},
-            "sweep": {"name": name, "lambda_safe": [0.0, 1.0], "lambda_helpful": [0.0, 1.0]},
+            "sweep": {"name": name, "lambda_safe": [0.0, 1.0], "lambda_helpful": [0.0, 1.0], "variants": []},
             "eval": {"max_new_tokens": 8, "batch_size": 8, "judges": ["keyword"], "primary_judge": "keyword",
                      "splits": ["test"]}}  # attack prompts are longer than the tiny model's 256-token context
     for k, v in sections.items():

@@ -8,7 +8,8 @@ st.title("Operating point")
 st.write("Choose how much weight training put on safety (λ_safe) and on helpfulness (λ_helpful). The sliders snap "
          "to the grid points that were trained.")
 table = ui.require(ui.checkpoint_table())
-trained = table[~table["is_base"]]
+constrained = table[table["kind"] == "constrained"]
+trained = table[~table["is_base"] & (table["kind"] != "constrained")]  # the λ grid the sliders move over
 if trained.empty:
     st.info("Only the base model is evaluated so far; train a sweep (`python -m explorer sweep`) and evaluate it.")
     st.stop()
@@ -26,7 +27,15 @@ if match.empty:
     st.warning(f"No evaluated checkpoint at λ_safe {ls:g}, λ_helpful {lh:g} (not trained, or its evaluation is "
                "not finished).")
     st.stop()
-row = match.iloc[0]
+row = match.sort_values("kind", key=lambda k: k.ne("variant"), kind="stable").iloc[0]  # a variant's view: its own
+if len(constrained):
+    runs = ["", *constrained["checkpoint_id"]]
+    eps = dict(zip(constrained["checkpoint_id"], constrained["target_violation"]))
+    picked = st.selectbox("Or a run trained to a target violation rate ε (λ_safe found by training, not set)", runs,
+                          index=runs.index(current.name) if current.name in runs else 0,
+                          format_func=lambda c: c and f"{c}: trained to ε = {eps[c]:g}")
+    if picked:
+        row = table[table["checkpoint_id"] == picked].iloc[0]
 st.session_state["operating_point"] = row["checkpoint_id"]
 ids = table["checkpoint_id"].tolist()
 base_id = third.selectbox("Compare against (baseline)", ids, index=ids.index(ui.baseline(table)),
@@ -49,6 +58,13 @@ for col, key in zip(st.columns(3), ui.RATES):
         col.caption(f"Sampled answers ({int(row['sampled_k'])} per prompt, the model's own distribution): "
                     f"{ui.pct(row[f'sampled_{key}_rate'])} ({ui.pct(row[f'sampled_{key}_lo'])}–"
                     f"{ui.pct(row[f'sampled_{key}_hi'])}); the greedy answer is one draw of many.")
+
+if row["kind"] == "constrained":
+    st.markdown(f"**How training reached ε.** λ_safe is the Lagrange multiplier of \"violation ≤ "
+                f"{row['target_violation']:.0%}\": every few steps the run measured its violation rate on dev prompts "
+                "(v̂) and raised λ_safe while v̂ was above ε, lowered it below. The test-split rate above is the "
+                "check: did it land on ε?")
+    ui.chart(charts.dual_trajectory, ui.trajectory(row["checkpoint_id"]), float(row["target_violation"]))
 
 cats = metrics.category_rates(ui.outcomes(), row["checkpoint_id"])
 harm, benign = cats[cats["kind"] == "harmful"], cats[cats["kind"] != "harmful"]

@@ -44,8 +44,8 @@ HEATMAPS = {"violation_rate": ("Violation rate", ".0%"), "over_refusal_rate": ("
             "general_refusal_rate": ("General refusal rate", ".0%"),
             "mean_nll": ("Capability loss (NLL)", ".2f")}
 metric = st.radio("Metric", list(HEATMAPS), format_func=lambda m: HEATMAPS[m][0], horizontal=True)
-if table[metric].notna().any():
-    ui.chart(charts.heatmap, table, metric, *HEATMAPS[metric])
+if (grid := ui.grid_rows(table))[metric].notna().any():
+    ui.chart(charts.heatmap, grid, metric, *HEATMAPS[metric])
 else:
     st.info("This metric has not been computed for these checkpoints yet.")
 
