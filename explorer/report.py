@@ -134,16 +134,22 @@ def _goodhart_lines(cps: list[dict]) -> list[str]:
 
 
 def spearman_trend(cps: list[dict]) -> dict:
-    """Spearman ρ of violation rate vs λ_safe over the trained grid (the trade-off must be visible)."""
+    """How continuous the trade-off is over the main grid: Spearman ρ of each rate vs λ_safe (the trade-off
+    must be visible), and the largest step in violation rate between neighbouring Pareto points (a
+    frontier that jumps is a toggle, not a dial)."""
     from scipy.stats import spearmanr
 
-    trained = [c for c in cps if not c["is_base"] and c["violation_rate"] is not None]
+    trained = [c for c in cps if c["kind"] == "grid" and c["violation_rate"] is not None]
+    pareto = sorted(c["violation_rate"] for c in cps if c["pareto"] and c["violation_rate"] is not None)
+    gap = max((b - a for a, b in zip(pareto, pareto[1:])), default=None)
     if len(trained) < 3:
-        return {"spearman_violation_vs_lambda_safe": None, "spearman_over_refusal_vs_lambda_safe": None}
+        return {"spearman_violation_vs_lambda_safe": None, "spearman_over_refusal_vs_lambda_safe": None,
+                "pareto_max_violation_gap": gap}
     ls = [c["lambda_safe"] for c in trained]
     v = spearmanr(ls, [c["violation_rate"] for c in trained]).statistic
     o = spearmanr(ls, [c["over_refusal_rate"] for c in trained]).statistic
-    return {"spearman_violation_vs_lambda_safe": _num(v), "spearman_over_refusal_vs_lambda_safe": _num(o)}
+    return {"spearman_violation_vs_lambda_safe": _num(v), "spearman_over_refusal_vs_lambda_safe": _num(o),
+            "pareto_max_violation_gap": gap}
 
 
 def _pct(x, lo=None, hi=None):
@@ -172,6 +178,8 @@ def format_report(rep: dict) -> str:
     if t.get("spearman_violation_vs_lambda_safe") is not None:
         lines.append(f"Spearman ρ over the trained grid: violation vs λ_safe {t['spearman_violation_vs_lambda_safe']:+.2f}, "
                      f"over-refusal vs λ_safe {t['spearman_over_refusal_vs_lambda_safe']:+.2f}")
+    if t.get("pareto_max_violation_gap") is not None:
+        lines.append(f"Largest violation step between neighbouring Pareto checkpoints: {_pct(t['pareto_max_violation_gap']).strip()}")
     if rep["judges"]:
         lines += ["", "judges (vs human labels):"]
         for j in rep["judges"]:

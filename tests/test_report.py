@@ -109,3 +109,17 @@ def test_map_switches_to_unseen_rates(app_env, store_with_unseen_and_attacks, mo
     radio.set_value("unseen_").run()  # every checkpoint leaks all 3 unseen prompts
     assert not at.exception, at.exception
     assert "No checkpoint has a violation rate of at most 40%" in at.warning[0].value
+
+
+def test_trend_measures_the_frontier_s_largest_step_on_the_main_grid():
+    from explorer.report import spearman_trend
+
+    def cp(ls, v, o, pareto, kind="grid"):
+        return {"lambda_safe": ls, "violation_rate": v, "over_refusal_rate": o, "pareto": pareto, "kind": kind,
+                "is_base": kind == "base"}
+
+    cps = [cp(0, 0.9, 0.02, True, "base"), cp(1, 0.5, 0.1, True), cp(2, 0.3, 0.2, True), cp(3, 0.1, 0.6, True),
+           cp(3, 0.2, 0.7, False), cp(9, 0.95, 0.9, False, "variant")]
+    t = spearman_trend(cps)
+    assert t["pareto_max_violation_gap"] == pytest.approx(0.4)  # 0.5 → 0.9
+    assert t["spearman_violation_vs_lambda_safe"] < -0.9  # the variant at λ_safe 9 is not on the main grid
