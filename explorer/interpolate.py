@@ -1,0 +1,86 @@
+"""Models between trained grid points: the corner adapters of a grid cell blended in weight space.
+
+A slider position (λ_safe, λ_helpful) inside a cell of the trained grid gets bilinear weights w_i on the
+cell's corners. The blended model's update of each adapted weight is Σ w_i ΔW_i with ΔW_i = s_i·B_i·A_i
+(s_i the adapter's α/r). Blending A and B separately instead ("ab_average": Σ w_i B_i · Σ w_j A_j)
+adds the cross terms B_i·A_j, which no trained model has; it is kept only to measure how much worse it
+is. The exact blend is PEFT's `combination_type="cat"`: the corners' A (scaled by w_i·s_i) and B
+stacked into one adapter of rank Σ r_i.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import torch
+
+from .config import ConfigError
+from .generate import adapter_name
+
+METHODS = ("exact", "ab_average")
+
+
+def cell_weights(lambda_safe: list[float], lambda_helpful: list[float], ls: float, lh: float) -> dict[tuple, float]:
+    """Bilinear weights of the grid points (λ_safe, λ_helpful) around (ls, lh); corners with weight 0 are
+    left out, so a trained point is its own single corner. The grid is the product of the two axes."""
+    def bracket(axis: list[float], x: float, name: str) -> list[tuple[float, float]]:
+        axis = sorted(set(axis))
+        if not axis[0] <= x <= axis[-1]:
+            raise ConfigError(f"{name} = {x:g} is outside the trained range [{axis[0]:g}, {axis[-1]:g}]; "
+                              "interpolation never extrapolates")
+        i = min(bisect_right(axis, x), len(axis) - 1)
+        lo, hi = axis[i - 1] if i else axis[0], axis[i]
+        if x == hi or hi == lo:
+            return [(hi, 1.0)]
+        t = (x - lo) / (hi - lo)
+        return [(lo, 1.0 - t), (hi, t)]
+
+    out = {}
+    for s, ws in bracket(lambda_safe, ls, "λ_safe"):
+        for h, wh in bracket(lambda_helpful, lh, "λ_helpful"):
+            if ws * wh > 0:
+                out[(s, h)] = ws * wh
+    return out
+
+
+def check_blendable(model, names: list[str]) -> None:
+    """Adapters blend only when they adapt the same layers of the same base with the same rank."""
+    configs = [model.peft_config[n] for n in names]
+    first = configs[0]
+    for n, c in zip(names, configs):
+        if set(c.target_modules) != set(first.target_modules) or c.r != first.r:
+            raise ConfigError(f"adapters {names[0]} and {n} cannot be blended: target modules "
+                              f"{sorted(first.target_modules)} r={first.r} vs {sorted(c.target_modules)} r={c.r}")
+        if c.base_model_name_or_path != first.base_model_name_or_path:
+            raise ConfigError(f"adapters {names[0]} and {n} were trained on different base models")
+
+
+def blend(model, weights: dict[str, float], name: str, method: str = "exact") -> str:
+    """Add adapter `name` to a PeftModel: the checkpoints in `weights` (checkpoint id → w) blended by
+    `method` (METHODS). Returns the adapter's name; activate it with generate.activate."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown interpolation method {method!r}; one of {', '.join(METHODS)}")
+    names = [adapter_name(c) for c in weights]
+    missing = [c for c, n in zip(weights, names) if n not in model.peft_config]
+    if missing:
+        raise ConfigError(f"checkpoint(s) {', '.join(missing)} are not loaded; attach them first")
+    check_blendable(model, names)
+    if name in model.peft_config:
+        model.delete_adapter(name)
+    if method == "exact":
+        model.add_weighted_adapter(names, list(weights.values()), name, combination_type="cat")
+    else:
+        _ab_average(model, names, list(weights.values()), name)
+    return name
+
+
+def _ab_average(model, names: list[str], ws: list[float], name: str) -> None:
+    """The naive blend: A and B averaged separately, same rank and scale as the corners."""
+    from peft.tuners.lora import LoraLayer
+
+    model.add_weighted_adapter(names[:1], [1.0], name, combination_type="linear")  # a same-shaped adapter
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, LoraLayer) and name in layer.lora_A:
+                layer.lora_A[name].weight.copy_(sum(w * layer.lora_A[n].weight for n, w in zip(names, ws)))
+                layer.lora_B[name].weight.copy_(sum(w * layer.lora_B[n].weight for n, w in zip(names, ws)))
+                layer.scaling[name] = layer.scaling[names[0]]
