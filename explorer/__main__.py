@@ -97,6 +97,7 @@ def cmd_eval(args) -> int:
     from .checkpoints import BASE_ID, discover, manifests, sweep_dir
     from .evaluate import (attach_adapters, capability, evaluate, evaluate_ray, evaluate_sampled, register,
                            sampled_prompt_set)
+    from .generate import adapter_name
     from .judges import get_judge
     from .model import load_base
     from .suites import import_suite_file, load_prompts, parse_column_map
@@ -125,14 +126,27 @@ def cmd_eval(args) -> int:
         raise ConfigError("--sampled samples the shipped test prompts; leave out --suite-file")
     if args.sampled and args.launcher == "ray":
         raise ConfigError("--launcher ray runs the greedy evaluation; sample with the local launcher (leave it out)")
+    if args.interpolate and (args.sampled or args.launcher == "ray" or args.suite_file):
+        raise ConfigError("--interpolate evaluates one blended model greedily on the shipped test split; leave out "
+                          "--sampled, --launcher ray and --suite-file")
     order = _pareto_ids(db) if args.sampled and not only else sorted(only)
     only = set(order)
     base = load_base(recipe.model)
     infos = sorted((i for i in discover(root, base) if not only or i.id in only),
                    key=lambda i: order.index(i.id) if i.id in order else -1)
+    if args.interpolate:  # one model between trained points: its corners attached and blended
+        from .interpolate import blend, interpolated_info
+
+        info, weights = interpolated_info(infos, *args.interpolate, method=args.method)
+        infos = [i for i in infos if i.id in weights]
+        engine = attach_adapters(base, infos)
+        blend(engine.model, weights, adapter_name(info.id), method=args.method)
+        infos = [info]
+        print(f"{info.id}: {' + '.join(f'{w:.3g}·{c}' for c, w in weights.items())} ({args.method} blend)")
     # refuses prompts that would rewrite stored ones (then nothing is written)
     register(infos, prompts, recipe, db, imported=bool(args.suite_file))
-    engine = attach_adapters(base, infos) if args.launcher == "local" else None  # every adapter, switched by name
+    if not args.interpolate:
+        engine = attach_adapters(base, infos) if args.launcher == "local" else None  # every adapter, switched by name
     if args.sampled:
         prompts = sampled_prompt_set(prompts, recipe.eval.sampled_prompts)
         out = evaluate_sampled(engine, infos, prompts, recipe, judges, db)
@@ -144,7 +158,7 @@ def cmd_eval(args) -> int:
         what = f"{len(prompts)} prompts (one Ray task per checkpoint)"
     else:
         out = evaluate(engine, infos, prompts, recipe, judges, db)
-        if not args.suite_file:
+        if not args.suite_file and not args.interpolate:
             capability(engine, infos, recipe, db)
         what = f"{len(prompts)} prompts"
     print(f"evaluated {len(infos)} checkpoints × {what}: {out['generated']} new generations, "
@@ -183,6 +197,19 @@ def _check_sweep_dir(root: Path, given: bool, base_only: bool) -> None:
     if not manifests(root):
         raise ConfigError(f"{where}: {root} holds no finished run; finish it with `python -m explorer sweep`, "
                           "or pass --only base")
+
+
+def _lambda_pair(text: str) -> tuple[float, float]:
+    """'2,0.05' → (2.0, 0.05): a (λ_safe, λ_helpful) position for --interpolate."""
+    import math
+
+    try:
+        ls, lh = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LS,LH (two numbers, e.g. 2,0.05), got {text!r}") from None
+    if not (math.isfinite(ls) and math.isfinite(lh)):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return ls, lh
 
 
 def cmd_judges(args) -> int:
@@ -274,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--judge", action="append", help="judge name(s) (default: the recipe's)")
     s.add_argument("--limit", type=_positive_int, help="at most N prompts per suite (quick looks)")
     s.add_argument("--db", help="store path (default: data/eval.duckdb)")
+    s.add_argument("--interpolate", type=_lambda_pair, metavar="LS,LH",
+                   help="evaluate the model blended from the trained grid at λ_safe=LS, λ_helpful=LH")
+    s.add_argument("--method", choices=("exact", "ab_average"), default="exact",
+                   help="blend for --interpolate: exact (ΔW = Σ w·B·A) or ab_average (A and B averaged; to compare)")
     s.add_argument("--launcher", choices=("local", "ray"), default="local",
                    help="ray: one task per checkpoint (one GPU each where there are GPUs); this process writes the store")
     s.add_argument("--sampled", action="store_true",

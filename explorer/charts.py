@@ -14,11 +14,11 @@ import pandas as pd
 RATE_AXIS = alt.Axis(format=".0%")
 UNIT = alt.Scale(domain=[0, 1], clamp=True)
 STATUS = {"base": "base model (untrained)", "pareto": "Pareto-optimal", "dominated": "dominated",
-          "constrained": "trained to a target ε"}
+          "constrained": "trained to a target ε", "interpolated": "interpolated (not trained)"}
 STATUS_COLOURS = {STATUS["base"]: "#7f7f7f", STATUS["pareto"]: "#d62728", STATUS["dominated"]: "#1f77b4",
-                  STATUS["constrained"]: "#9467bd"}
+                  STATUS["constrained"]: "#9467bd", STATUS["interpolated"]: "#8c564b"}
 STATUS_SHAPES = {STATUS["base"]: "diamond", STATUS["pareto"]: "circle", STATUS["dominated"]: "circle",
-                 STATUS["constrained"]: "triangle-up"}
+                 STATUS["constrained"]: "triangle-up", STATUS["interpolated"]: "square"}
 VIOLATION_TITLE = "Violation rate: harmful prompts answered (lower = safer)"
 OVER_REFUSAL_TITLE = "Over-refusal rate: benign prompts refused (lower = more helpful)"
 
@@ -36,8 +36,10 @@ def frontier_frame(table: pd.DataFrame) -> pd.DataFrame:
     are named once, together, at the first of them ("base, s0-h0, s0-h0.1"); the others get none."""
     df = table[FRONTIER_COLUMNS].copy()
     eps = pd.to_numeric(table.get("target_violation", pd.Series(None, index=table.index, dtype=float)))
-    df["status"] = [STATUS["base"] if b else STATUS["constrained"] if pd.notna(e) else STATUS["pareto"] if p
-                    else STATUS["dominated"] for b, p, e in zip(df["is_base"], df["pareto"], eps)]
+    kinds = table["kind"] if "kind" in table else pd.Series("grid", index=table.index)
+    df["status"] = [STATUS["base"] if b else STATUS["interpolated"] if k == "interpolated" else STATUS["constrained"]
+                    if pd.notna(e) else STATUS["pareto"] if p else STATUS["dominated"]
+                    for b, p, e, k in zip(df["is_base"], df["pareto"], eps, kinds)]
     # a run trained to ε is named with its target, so the map says what it was asked to reach
     names = [f"{c} (trained to ε = {e:g})" if pd.notna(e) else c for c, e in zip(df["checkpoint_id"], eps)]
     df["label"] = cluster_labels(df.assign(checkpoint_id=names))

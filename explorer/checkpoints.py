@@ -35,7 +35,7 @@ def run_id(lambda_safe: float, lambda_helpful: float, variant: str = "") -> str:
 # of the penalty (a sharp hinge instead of DPO's gentle log-sigmoid) and whether violations weigh by
 # the spec's severity (unweighted: all the same).
 VARIANTS = {"hinge": {"preference": "hinge"}, "unweighted": {"severity_weighting": False}}
-KINDS = ("base", "grid", "constrained", "variant")
+KINDS = ("base", "grid", "constrained", "variant", "interpolated")
 
 
 def variant_of(loss: dict) -> str:
@@ -48,7 +48,8 @@ def describe(manifest: dict, is_base: bool) -> dict:
     recipe = manifest.get("recipe") or {}
     eps = (recipe.get("sweep") or {}).get("target_violation")
     variant = variant_of(recipe.get("loss") or {})
-    kind = "base" if is_base else "constrained" if eps is not None else "variant" if variant else "grid"
+    kind = ("base" if is_base else "interpolated" if "interpolated" in manifest else "constrained" if eps is not None
+            else "variant" if variant else "grid")
     return {"kind": kind, "target_violation": eps, "variant": variant or None}
 
 
@@ -59,7 +60,7 @@ def sweep_dir(sweep_name: str, root: Path = CHECKPOINTS_ROOT) -> Path:
 @dataclass(frozen=True)
 class CheckpointInfo:
     id: str
-    directory: Path | None  # None for the base model
+    directory: Path | None  # None for the base model and for interpolated models (blended in memory)
     fingerprint: str  # first 16 hex digits of the adapter digest; 'base-<base fingerprint>' for the base
     lambda_safe: float
     lambda_helpful: float
@@ -67,7 +68,7 @@ class CheckpointInfo:
 
     @property
     def is_base(self) -> bool:
-        return self.directory is None
+        return self.id == BASE_ID
 
 
 # ---------------------------------------------------------------- provenance

@@ -56,7 +56,7 @@ def attach_adapters(base: Base, infos: list[CheckpointInfo]):
     """Wrap the base model once and load every adapter under its own name (switched, never reloaded)."""
     from peft import PeftModel
 
-    adapters = [i for i in infos if not i.is_base]
+    adapters = [i for i in infos if i.directory is not None]  # not the base, not blended ones
     if not adapters:
         return base
     model = base.model

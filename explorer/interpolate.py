@@ -9,10 +9,12 @@ stacked into one adapter of rank Σ r_i.
 """
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_right
 
 import torch
 
+from .checkpoints import CheckpointInfo, describe
 from .config import ConfigError
 from .generate import adapter_name
 
@@ -84,3 +86,31 @@ def _ab_average(model, names: list[str], ws: list[float], name: str) -> None:
                 layer.lora_A[name].weight.copy_(sum(w * layer.lora_A[n].weight for n, w in zip(names, ws)))
                 layer.lora_B[name].weight.copy_(sum(w * layer.lora_B[n].weight for n, w in zip(names, ws)))
                 layer.scaling[name] = layer.scaling[names[0]]
+
+
+def interpolated_id(lambda_safe: float, lambda_helpful: float, method: str = "exact") -> str:
+    """'interp-s2-h0.05' (exact) or 'abavg-s2-h0.05' (the naive blend, for the fidelity comparison)."""
+    return f"{'interp' if method == 'exact' else 'abavg'}-s{lambda_safe:g}-h{lambda_helpful:g}"
+
+
+def interpolated_info(infos: list[CheckpointInfo], lambda_safe: float, lambda_helpful: float,
+                      method: str = "exact") -> tuple[CheckpointInfo, dict[str, float]]:
+    """The model at (λ_safe, λ_helpful) blended from the main grid's trained points among `infos`, and its
+    corners' weights (checkpoint id → w). Its fingerprint names its corners, weights and method, so a
+    retrained corner makes it a new model."""
+    grid = [i for i in infos if not i.is_base and describe(i.manifest, False)["kind"] == "grid"]
+    if not grid:
+        raise ConfigError("no trained grid points to interpolate between; train a sweep first")
+    by_lambdas = {(i.lambda_safe, i.lambda_helpful): i for i in grid}
+    corners = cell_weights([i.lambda_safe for i in grid], [i.lambda_helpful for i in grid], lambda_safe, lambda_helpful)
+    if missing := [c for c in corners if c not in by_lambdas]:
+        raise ConfigError(f"the grid cell around λ_safe {lambda_safe:g}, λ_helpful {lambda_helpful:g} lacks trained "
+                          f"corner(s) {', '.join(f's{s:g}-h{h:g}' for s, h in missing)}; train them first")
+    weights = {by_lambdas[c].id: w for c, w in corners.items()}
+    key = ";".join(f"{by_lambdas[c].fingerprint}:{w:.6f}" for c, w in sorted(corners.items())) + f";{method}"
+    first = by_lambdas[next(iter(corners))].manifest
+    manifest = {"lambda_safe": lambda_safe, "lambda_helpful": lambda_helpful, "base_fingerprint": first["base_fingerprint"],
+                "recipe": first.get("recipe"), "interpolated": {"method": method, "corners": weights}}
+    info = CheckpointInfo(interpolated_id(lambda_safe, lambda_helpful, method), None,
+                          "interp-" + hashlib.sha256(key.encode()).hexdigest()[:16], lambda_safe, lambda_helpful, manifest)
+    return info, weights

@@ -143,3 +143,16 @@ def test_the_sidebar_switches_between_the_main_grid_and_a_variant(other_store, m
     at.switch_page("explorer/pages/operating_point.py").run()
     assert not at.exception, at.exception
     assert at.subheader[0].value == "Checkpoint s1-h0-hinge"
+
+
+def test_a_model_between_trained_points_is_evaluated_and_reported_as_interpolated(other_store, capsys):
+    argv = ["eval", "--recipe", str(other_store["db"].parent / "other.yaml"), "--checkpoints",
+            str(other_store["checkpoints"]), "--db", str(other_store["db"]), "--limit", "2"]
+    assert main(argv + ["--interpolate", "0.5,0"]) == 0
+    assert "interp-s0.5-h0: 0.5·s0-h0 + 0.5·s1-h0 (exact blend)" in capsys.readouterr().out
+    assert main(["report", "--json", "--db", str(other_store["db"])]) == 0
+    cps = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checkpoints"]}
+    assert cps["interp-s0.5-h0"]["kind"] == "interpolated" and cps["interp-s0.5-h0"]["lambda_safe"] == 0.5
+    assert 0 <= cps["interp-s0.5-h0"]["violation_rate"] <= 1
+    assert main(argv + ["--interpolate", "5,0"]) == 2
+    assert "λ_safe = 5 is outside the trained range [0, 1]" in capsys.readouterr().err

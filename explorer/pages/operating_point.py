@@ -9,7 +9,7 @@ st.write("Choose how much weight training put on safety (λ_safe) and on helpful
          "to the grid points that were trained.")
 table = ui.require(ui.checkpoint_table())
 constrained = table[table["kind"] == "constrained"]
-trained = table[~table["is_base"] & (table["kind"] != "constrained")]  # the λ grid the sliders move over
+trained = table[table["kind"].isin(["grid", "variant"])]  # the trained λ grid the sliders move over
 if trained.empty:
     st.info("Only the base model is evaluated so far; train a sweep (`python -m explorer sweep`) and evaluate it.")
     st.stop()
