@@ -269,13 +269,15 @@ UI_PAIR = ("s0-h0", "s4-h4")  # the checkpoint pair of the flips query
 
 def _ui_cold_queries(res: dict, db: Path, reviews: Path, judge: str) -> None:
     """Each query the pages run, the first time after a commit (direct calls of explorer.queries)."""
-    from explorer import metrics, queries
+    from explorer import queries, ui
 
     a, b = UI_PAIR
     cold = {
         "checkpoint_table": lambda: queries.checkpoint_table(judge, db, reviews=reviews),
         "outcomes": lambda: queries.outcomes(judge, db, reviews=reviews),
-        "responses(flips)": lambda: metrics.flips(queries.responses(a, b, judge, db, reviews=reviews)),
+        # the examples page: every change without texts, then the texts of the rows it shows
+        "flips": lambda: queries.responses(a, b, judge, db, reviews=reviews, prompt_ids=queries.flips(
+            a, b, judge, db, reviews=reviews, with_text=False)["prompt_id"].head(ui.SHOWN_FLIPS).tolist()),
         "judge_metrics": lambda: queries.judge_metrics(db, reviews),
     }
     res["ui_cold_query_ms"] = {name: statistics.median([_timed(fn) for _ in range(5)]) * 1000
@@ -286,14 +288,15 @@ def _ui_cold_queries(res: dict, db: Path, reviews: Path, judge: str) -> None:
 def _ui_slider_queries(res: dict, db: Path, reviews: Path, judge: str) -> None:
     """What a slider change costs in data access: the store stamp plus the cached query (the dashboard
     keys its cache on the stamp, so an unchanged store reruns no SQL)."""
-    from explorer import metrics, queries, store, ui
+    from explorer import queries, store, ui
 
     a, b = UI_PAIR
     sel = ui.Selection(judge, False, queries.DEFAULT_SPLIT)
     slider = {
         "checkpoint_table": lambda: ui._checkpoint_table(store.stamp(db, reviews), sel, db, reviews),
         "outcomes": lambda: ui._outcomes(store.stamp(db, reviews), sel, db, reviews),
-        "responses(flips)": lambda: metrics.flips(ui._responses(store.stamp(db, reviews), a, b, sel, db, reviews)),
+        "flips": lambda: ui._texts(stamp := store.stamp(db, reviews), a, b, sel, tuple(
+            ui._flips(stamp, a, b, sel, db, reviews, False)["prompt_id"].head(ui.SHOWN_FLIPS)), db, reviews),
         "judge_metrics": lambda: ui._judge_metrics(store.stamp(db, reviews), db, reviews),
     }
     for fn in slider.values():

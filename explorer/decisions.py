@@ -75,7 +75,8 @@ def build(table: pd.DataFrame, outcomes: pd.DataFrame, responses: pd.DataFrame, 
           baseline_id: str, judge: str, judge_version: str, use_human: bool, rationale: str, author: str,
           *, gen_key: str, split: str = queries.DEFAULT_SPLIT, now: datetime | None = None) -> dict:
     """Freeze one operating point. `table` is queries.checkpoint_table, `outcomes` queries.outcomes and
-    `responses` queries.responses(a=baseline_id, b=checkpoint_id), all three with the same judge, override
+    `responses` queries.responses(a=baseline_id, b=checkpoint_id) (every prompt, or only the flips:
+    queries.flips), all three with the same judge, override
     setting, split and evaluation (`gen_key`)."""
     if not rationale.strip():
         raise ConfigError("write a rationale: where are we trading helpfulness for safety, and why?")

@@ -143,12 +143,15 @@ def flips(responses: pd.DataFrame) -> pd.DataFrame:
     """Prompts whose outcome (refused or not, judges.refused) differs between checkpoint A and B
     (from sql/responses.sql)."""
     r = responses.copy()
-    r["refused_a"] = [refused(k, lab) for k, lab in zip(r["kind"], r["label_a"])]
-    r["refused_b"] = [refused(k, lab) for k, lab in zip(r["kind"], r["label_b"])]
-    r = r[r["refused_a"] != r["refused_b"]].copy()
+    # vectorised judges.refused: a flips table can hold tens of thousands of prompts
+    counted = pd.MultiIndex.from_tuples([(k, lab) for k, labels in REFUSED_BY_KIND.items() for lab in labels])
+    r["refused_a"] = pd.MultiIndex.from_arrays([r["kind"], r["label_a"]]).isin(counted)
+    r["refused_b"] = pd.MultiIndex.from_arrays([r["kind"], r["label_b"]]).isin(counted)
+    r = r[r["refused_a"] != r["refused_b"]].reset_index(drop=True)
     # named from B's point of view: what changes when moving from A to B
-    r["flip"] = [FLIP_NAMES[(k, a, b)] for k, a, b in zip(r["kind"], r["refused_a"], r["refused_b"])]
-    return r.reset_index(drop=True)
+    names = pd.Series(FLIP_NAMES)
+    r["flip"] = names.reindex(pd.MultiIndex.from_arrays([r["kind"], r["refused_a"], r["refused_b"]])).to_numpy()
+    return r
 
 
 # ---------------------------------------------------------------- sampled answers

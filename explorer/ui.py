@@ -22,6 +22,7 @@ from . import metrics, queries, store
 from .checkpoints import BASE_ID, manifests, model_config, sweep_dir
 from .config import ConfigError
 
+SHOWN_FLIPS = 200  # changed prompts read in full on the examples page; its counts cover every change
 CACHE_ENTRIES = 64  # per cached query: stamps × judges × checkpoint pairs; old stamps age out
 DEFAULT_EPSILON = 0.25  # the ceiling on violation rate the map starts at
 NO_DATA = "No evaluation yet: run `python -m explorer eval` (after training a sweep), then reload this page."
@@ -220,6 +221,31 @@ def responses(a: str, b: str) -> pd.DataFrame:
     """Both checkpoints' responses, labelled by the selected judge or, with the override on, by people."""
     stamp, db, rv = _store()
     return _responses(stamp, a, b, selection(), db, rv)
+
+
+@_cached
+def _flips(stamp: tuple, a: str, b: str, sel: "Selection", db: Path, rv: Path, with_text: bool) -> pd.DataFrame:
+    return queries.flips(a, b, sel.judge, db, split=sel.split, use_human=sel.use_human, reviews=rv, with_text=with_text)
+
+
+@_cached
+def _texts(stamp: tuple, a: str, b: str, sel: "Selection", ids: tuple[str, ...], db: Path, rv: Path) -> pd.DataFrame:
+    return queries.responses(a, b, sel.judge, db, split=sel.split, use_human=sel.use_human, reviews=rv,
+                             prompt_ids=list(ids))[["prompt_id", "text", "response_a", "response_b"]]
+
+
+def flips(a: str, b: str, with_text: bool = False) -> pd.DataFrame:
+    """The prompts whose outcome changes from a to b (queries.flips); the texts only if asked for: a
+    large table is read without them and `with_texts` fills in the rows a page shows."""
+    stamp, db, rv = _store()
+    return _flips(stamp, a, b, selection(), db, rv, with_text)
+
+
+def with_texts(rows: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Rows of a flips table with the prompt and both responses filled in."""
+    stamp, db, rv = _store()
+    texts = _texts(stamp, a, b, selection(), tuple(rows["prompt_id"]), db, rv)
+    return rows.drop(columns=["text", "response_a", "response_b"], errors="ignore").merge(texts, on="prompt_id", how="left")
 
 
 def judged(checkpoint_id: str) -> pd.DataFrame:

@@ -99,6 +99,20 @@ def test_examples_list_flips_and_filter(app_env):
     assert not at.exception
 
 
+def test_examples_read_every_change_but_fetch_texts_only_for_the_rows_shown(app_env, monkeypatch):
+    from explorer import ui
+
+    monkeypatch.setattr(ui, "SHOWN_FLIPS", 3)
+    at = open_page("examples", judge="keyword")
+    at.selectbox[0].select("base").run()
+    at.selectbox[1].select("s1-h0").run()
+    assert not at.exception, at.exception
+    total = sum(int(m.value) for m in at.metric)
+    assert total > 3 and f"Showing the first 3 of {total} changed prompts" in texts(at)
+    shown = at.dataframe[0].value
+    assert len(shown) == 3 and shown["text"].str.len().gt(0).all() and shown["response_b"].notna().all()
+
+
 def test_relabel_is_stored_and_overrides_the_judge(app_env):
     at = open_page("judge_review", judge="keyword")
     at.text_input(key="reviewer").input("Ada")  # inside a form: submitted with the button below

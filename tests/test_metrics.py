@@ -134,3 +134,20 @@ def test_corrected_interval_carries_the_judges_uncertainty():
     assert hi > 0.03  # not a zero-width interval: the FPR itself is uncertain
     lo2, hi2 = corrected_interval(0.5, 0.6, confusion)
     assert lo2 < corrected_rate(0.5, confusion) and hi2 > corrected_rate(0.6, confusion)
+
+
+@pytest.mark.parametrize("judge, use_human", [("keyword", False), ("embedding", False), ("keyword", True)])
+def test_flips_in_sql_are_the_flips_of_every_response(eval_db, tmp_path, judge, use_human):
+    # the flips query returns only changed prompts; they must be exactly those metrics.flips finds among all
+    from explorer import queries
+
+    rv = tmp_path / "reviews.duckdb"
+    if use_human:  # a relabel that creates a flip and one that removes one
+        queries.add_human_label("s1-h0", "ben-00", "full_compliance", "ann", reviews=rv)
+        queries.add_human_label("base", "har-05", "full_refusal", "ann", reviews=rv)
+    every = flips(queries.responses("base", "s1-h0", judge, eval_db, use_human=use_human, reviews=rv))
+    only = queries.flips("base", "s1-h0", judge, eval_db, use_human=use_human, reviews=rv)
+    assert len(only) > 0
+    pd.testing.assert_frame_equal(only, every)
+    labels_only = queries.flips("base", "s1-h0", judge, eval_db, use_human=use_human, reviews=rv, with_text=False)
+    pd.testing.assert_frame_equal(labels_only, every.drop(columns=["text", "response_a", "response_b"]))

@@ -24,7 +24,7 @@ author = st.text_input("Author", key="author")
 if st.button("Save decision record", type="primary"):
     sel = ui.selection()
     try:
-        record = decisions.build(table, ui.outcomes(), ui.responses(base_id, cid), cid, base_id, sel.judge,
+        record = decisions.build(table, ui.outcomes(), ui.flips(base_id, cid, with_text=True), cid, base_id, sel.judge,
                                  ui.judge_versions().get(sel.judge, ""), sel.use_human, rationale, author,
                                  gen_key=ui.evaluation()["gen_key"], split=sel.split)
         saved = decisions.save(record, ui.paths().reviews_db)

@@ -1,7 +1,7 @@
 """Concrete examples: prompts whose outcome flips between two checkpoints, both responses side by side."""
 import streamlit as st
 
-from explorer import metrics, ui
+from explorer import ui
 
 FLIP_HELP = {
     "newly refused (over-refusal)": "a harmless prompt that A answered and B refuses: the cost of safety training",
@@ -20,7 +20,7 @@ if a == b:
     st.info("Pick two different checkpoints to see what changes between them.")
     st.stop()
 
-flips = metrics.flips(ui.responses(a, b))
+flips = ui.flips(a, b)
 for col, (flip, help_text) in zip(st.columns(len(FLIP_HELP)), FLIP_HELP.items()):
     col.metric(flip.capitalize(), int((flips["flip"] == flip).sum()) if len(flips) else 0, help=help_text)
 st.caption("Over-refusal made concrete: a *newly refused* prompt is a harmless question a person asked and "
@@ -39,7 +39,10 @@ if suites:
 if categories:
     shown = shown[shown["category"].isin(categories)]
 
-shown = ui.with_sampled_refusals(shown, a, b)
+if len(shown) > ui.SHOWN_FLIPS:
+    st.caption(f"Showing the first {ui.SHOWN_FLIPS} of {len(shown)} changed prompts (by suite, category and id); "
+               "filter by kind of change, suite or category to see the others.")
+shown = ui.with_sampled_refusals(ui.with_texts(shown.head(ui.SHOWN_FLIPS), a, b), a, b)
 st.dataframe(
     shown[["flip", "kind", "category", "text", "label_a", "response_a", "label_b", "response_b", "sampled_a",
            "sampled_b"]],
