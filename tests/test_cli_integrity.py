@@ -42,7 +42,7 @@ def test_import_never_changes_the_shipped_report(shipped_copy, tmp_path, capsys)
     assert rc == 0 and "1 new generations, 1 new judgments" in out
     assert run(capsys, "report", "--json", "--db", db)[1] == before  # byte for byte
 
-    rc, imported, _ = run(capsys, "report", "--json", "--db", db, "--split", "import:jbb")
+    rc, imported, _ = run(capsys, "report", "--json", "--db", db, "--split", "import:jbb", "--judge", "keyword")
     assert rc == 0 and '"id": "base"' in imported and '"n_benign": 1' in imported
     with duckdb.connect(db, read_only=True) as con:
         stored = con.execute("select suite, kind, text from prompts where id = 'jbb-000'").fetchone()
