@@ -217,12 +217,6 @@ def attack_outcomes() -> pd.DataFrame:
     return _outcomes(stamp, replace(selection(), split=ATTACK_SPLIT), db, rv)
 
 
-def responses(a: str, b: str) -> pd.DataFrame:
-    """Both checkpoints' responses, labelled by the selected judge or, with the override on, by people."""
-    stamp, db, rv = _store()
-    return _responses(stamp, a, b, selection(), db, rv)
-
-
 @_cached
 def _flips(stamp: tuple, a: str, b: str, sel: "Selection", db: Path, rv: Path, with_text: bool) -> pd.DataFrame:
     return queries.flips(a, b, sel.judge, db, split=sel.split, use_human=sel.use_human, reviews=rv, with_text=with_text)
