@@ -169,35 +169,36 @@ def _corrected(rates: pd.DataFrame, judge_errors: pd.DataFrame) -> pd.DataFrame:
 
 
 def responses(a: str, b: str, judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,
-              use_human: bool = False, reviews: Path | None = None, only_flips: bool = False,
-              prompt_ids: list[str] | None = None) -> pd.DataFrame:
+              use_human: bool = False, reviews: Path | None = None, prompt_ids: list[str] | None = None) -> pd.DataFrame:
     """Both checkpoints' responses side by side; label_a/label_b are the judge's, or the newest human
-    label where use_human is set (judge_label_a/judge_label_b are always the judge's). only_flips keeps
-    the prompts whose outcome differs between the two (judges.refused); prompt_ids narrows to those."""
+    label where use_human is set (judge_label_a/judge_label_b are always the judge's); prompt_ids narrows
+    to those prompts."""
     with store.reader(db, reviews) as con:
-        return store.query("responses", {**_pair_params(a, b, judge, split, use_human, con), "only_flips": only_flips,
-                                         "prompt_ids": prompt_ids}, con=con)
+        return store.query("responses", {**_pair_params(a, b, judge, split, use_human, con), "prompt_ids": prompt_ids},
+                           con=con)
 
 
 def flips(a: str, b: str, judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,
           use_human: bool = False, reviews: Path | None = None, with_text: bool = True) -> pd.DataFrame:
-    """The prompts whose outcome changes from checkpoint a to b, named (metrics.flips). Without
-    with_text: labels only, read from the judgments (the texts: responses(prompt_ids=...))."""
-    if with_text:
-        return metrics.flips(responses(a, b, judge, db, split, use_human, reviews, only_flips=True))
+    """The prompts whose outcome changes from checkpoint a to b, named (metrics.flips), found by
+    sql/flips.sql from the judgments alone; with_text adds the prompts and both responses."""
+    from .judges import REFUSED_BY_KIND
+
     with store.reader(db, reviews) as con:
-        return metrics.flips(store.query("flips", _pair_params(a, b, judge, split, use_human, con), con=con))
+        # what counts as refusing (judges.REFUSED_BY_KIND), as the 'kind:label' pairs the SQL compares
+        refused = [f"{kind}:{label}" for kind, labels in REFUSED_BY_KIND.items() for label in labels]
+        changed = metrics.flips(store.query("flips", {**_pair_params(a, b, judge, split, use_human, con),
+                                                      "refused": refused}, con=con))
+    if not with_text:
+        return changed
+    return metrics.flips(responses(a, b, judge, db, split, use_human, reviews, prompt_ids=changed["prompt_id"].tolist()))
 
 
 def _pair_params(a: str, b: str, judge: str, split: str, use_human: bool, con) -> dict:
-    """Parameters of the two-checkpoint queries: the checkpoints' fingerprints as constants (scans skip
-    other checkpoints' row groups) and what counts as refusing (judges.REFUSED_BY_KIND) as 'kind:label'."""
-    from .judges import REFUSED_BY_KIND
-
+    """Parameters of the two-checkpoint queries, with the checkpoints' fingerprints as constants (scans
+    skip other checkpoints' row groups)."""
     fp = dict(store.query("checkpoints", con=con)[["id", "fingerprint"]].itertuples(index=False))
-    refused = [f"{kind}:{label}" for kind, labels in REFUSED_BY_KIND.items() for label in labels]
-    return {**_params(judge, split, use_human, con), "a": a, "b": b, "fp_a": fp.get(a, ""), "fp_b": fp.get(b, ""),
-            "refused": refused}
+    return {**_params(judge, split, use_human, con), "a": a, "b": b, "fp_a": fp.get(a, ""), "fp_b": fp.get(b, "")}
 
 
 def judge_metrics(db: Path | None = None, reviews: Path | None = None) -> pd.DataFrame:

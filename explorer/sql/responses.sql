@@ -1,8 +1,6 @@
 -- Every judged response of two checkpoints on the split, side by side, each labelled by the judge, or
--- by its newest human label when $use_human is true. With $only_flips, only the prompts whose outcome
--- differs: $refused lists the 'kind:label' pairs that count as refusing (judges.REFUSED_BY_KIND), so
--- the flips table never carries the unchanged majority of the responses. $prompt_ids (a list, or null
--- for all) narrows the prompts: the texts of the rows a page shows (flips.sql found the rows).
+-- by its newest human label when $use_human is true. $prompt_ids (a list, or null for all) narrows the
+-- prompts: the texts of the rows a page shows, or of the changed prompts flips.sql found.
 with pick as (
     select g.checkpoint_id, g.prompt_id, g.response, j.label as judge_label,
            case when $use_human and h.label is not null then h.label else j.label end as label
@@ -24,8 +22,6 @@ final as (
     from ev.prompts p
     join pick a on a.prompt_id = p.id and a.checkpoint_id = $a
     join pick b on b.prompt_id = p.id and b.checkpoint_id = $b
-    where p.split = $split and ($prompt_ids is null or list_contains($prompt_ids, p.id))
-      and (not $only_flips or list_contains($refused, p.kind || ':' || a.label)
-                              <> list_contains($refused, p.kind || ':' || b.label))
+    where p.split = $split and ($prompt_ids is null or p.id in (select unnest($prompt_ids)))
 )
 select * from final order by suite, category, prompt_id
