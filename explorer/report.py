@@ -46,7 +46,7 @@ def build_report(judge: str | None = None, db: Path | None = None, split: str | 
         cps.append({
             "id": r.checkpoint_id, "lambda_safe": float(r.lambda_safe), "lambda_helpful": float(r.lambda_helpful),
             "is_base": bool(r.is_base), "kind": r.kind, "target_violation": _num(r.target_violation),
-            "variant": r.variant if isinstance(r.variant, str) else None, "violation_rate": _num(r.violation_rate),
+            "variant": r.variant, "violation_rate": _num(r.violation_rate),
             "violation_ci": [_num(r.violation_lo), _num(r.violation_hi)],
             "over_refusal_rate": _num(r.over_refusal_rate), "over_refusal_ci": [_num(r.over_refusal_lo), _num(r.over_refusal_hi)],
             "partial_over_refusal_rate": _num(r.partial_over_refusal_rate),
