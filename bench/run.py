@@ -79,7 +79,7 @@ def _bench(name: str) -> dict:
                   f"BENCHES[{name!r}](r); print('RESULT ' + json.dumps(r, default=float))")
 
 
-def _stream_timing(engine, checkpoint: str, n_new: int) -> tuple[float, float]:
+def _stream_timing(engine, checkpoint, n_new: int) -> tuple[float, float]:
     """(seconds for n_new tokens, seconds to the first text piece), best of 2."""
     best, first = float("inf"), float("inf")
     for _ in range(2):
@@ -205,6 +205,52 @@ def bench_switch(res: dict) -> None:
     t_swap = res[f"switch_{'llamacpp' if 'llamacpp' in engines else 'torch'}_swap_s"]
     res.update(switch_swap_s=t_swap, switch_cache_reload_s=t_cache, switch_gguf_reload_s=t_gguf,
                switch_speedup_vs_cache=t_cache / t_swap, switch_speedup_vs_gguf=t_gguf / t_swap)
+
+
+# An in-between model of the live view: four trained corners of the shipped sweep, equal weights
+INTERP_MIX = {"s1-h0": 0.25, "s1-h0.1": 0.25, "s3-h0": 0.25, "s3-h0.1": 0.25}
+
+
+def interp_child(backend: str) -> dict:
+    """The live view at an interpolated point on one engine: moving to a new point (new corner scales, the
+    slider's whole cost) and tokens/s with the four corners active against one trained adapter."""
+    import random
+
+    from explorer import live
+    from explorer.config import load_recipe
+    from explorer.generate import activate
+
+    recipe = load_recipe(DEFAULT_RECIPE)
+    engine = live.load(ROOT / "checkpoints" / recipe.sweep.name, recipe.model, backend=backend)
+    move = engine.activate if backend == "llamacpp" else (lambda mix: activate(engine.base.model, mix))
+    rng, times = random.Random(0), []
+    for _ in range(100):
+        w = [rng.random() for _ in INTERP_MIX]
+        mix = {c: x / sum(w) for c, x in zip(INTERP_MIX, w)}
+        t = time.perf_counter()
+        move(mix)
+        times.append(time.perf_counter() - t)
+    single, _ = _stream_timing(engine, LIVE_CHECKPOINT, LIVE_TOKENS)
+    mixed, _ = _stream_timing(engine, INTERP_MIX, LIVE_TOKENS)
+    return {f"interp_switch_ms_{backend}": 1000 * statistics.median(times),
+            f"interp_tok_s_{backend}": LIVE_TOKENS / mixed, f"single_tok_s_{backend}": LIVE_TOKENS / single}
+
+
+def bench_interp(res: dict) -> None:
+    """Continuous sliders on the live view (issue: interpolation): switch cost on each engine, and the
+    live engine's tokens/s at an interpolated point relative to a trained one, measured side by side."""
+    from explorer import llamacpp
+
+    res.update(_child("import json; from bench.run import interp_child; "
+                      "print('RESULT ' + json.dumps(interp_child('torch')))"))
+    live_name = "torch"
+    if llamacpp.available():
+        res.update(_child("import json; from bench.run import interp_child; "
+                          "print('RESULT ' + json.dumps(interp_child('llamacpp')))"))
+        live_name = "llamacpp"
+    res["interp_backend"] = live_name
+    res["interp_switch_ms"] = res[f"interp_switch_ms_{live_name}"]
+    res["interp_live_vs_single"] = res[f"interp_tok_s_{live_name}"] / res[f"single_tok_s_{live_name}"]
 
 
 def bench_eval(res: dict) -> None:
@@ -404,11 +450,11 @@ def bench_memory(res: dict) -> None:
 
 
 BENCHES = {"live": bench_live, "switch": bench_switch, "eval": bench_eval, "sampled": bench_sampled, "ui": bench_ui,
-           "refcache": bench_refcache, "memory": bench_memory}
+           "refcache": bench_refcache, "memory": bench_memory, "interp": bench_interp}
 TARGETS = {"live_speedup": ">= 2.7", "live_vs_llamacpp": ">= 0.5", "first_token_s": "< 0.3",
            "switch_speedup_vs_gguf": ">= 100", "switch_speedup_vs_cache": ">= 3", "eval_speedup": ">= 5",
            "ui_query_ms_max": "< 50", "ui_rerun_ms_p95": "< 150", "ui_cold_query_ms_max": "< 100",
-           "refcache_speedup": ">= 1.3",
+           "refcache_speedup": ">= 1.3", "interp_switch_ms": "<= 10 (llama.cpp)", "interp_live_vs_single": ">= 0.8",
            "rss_growth_mb": "~ 0"}
 
 

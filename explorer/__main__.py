@@ -132,26 +132,30 @@ def cmd_eval(args) -> int:
         raise ConfigError("--sampled samples the shipped test prompts; leave out --suite-file")
     if args.sampled and args.launcher == "ray":
         raise ConfigError("--launcher ray runs the greedy evaluation; sample with the local launcher (leave it out)")
-    if args.interpolate and (args.sampled or args.launcher == "ray" or args.suite_file):
-        raise ConfigError("--interpolate evaluates one blended model greedily on the shipped test split; leave out "
-                          "--sampled, --launcher ray and --suite-file")
+    if (args.interpolate or args.fidelity) and (args.sampled or args.launcher == "ray" or args.suite_file):
+        raise ConfigError("--interpolate and --fidelity evaluate blended models greedily on the shipped test split; "
+                          "leave out --sampled, --launcher ray and --suite-file")
+    if args.held_out and not args.interpolate:
+        raise ConfigError("--held-out goes with --interpolate LS,LH (a trained point, blended without its own row); "
+                          "--fidelity does it for every held-out point of the recipe")
     order = _pareto_ids(db) if args.sampled and not only else sorted(only)
     only = set(order)
     base = load_base(recipe.model)
     infos = sorted((i for i in discover(root, base) if not only or i.id in only),
                    key=lambda i: order.index(i.id) if i.id in order else -1)
-    if args.interpolate:  # one model between trained points: its corners attached and blended
-        from .interpolate import blend, interpolated_info
+    blends = _blends(args, infos, recipe)
+    if blends:  # models between trained points: their corners attached once, each blend its own adapter
+        from .interpolate import blend
 
-        info, weights = interpolated_info(infos, *args.interpolate, method=args.method)
-        infos = [i for i in infos if i.id in weights]
-        engine = attach_adapters(base, infos)
-        blend(engine.model, weights, adapter_name(info.id), method=args.method)
-        infos = [info]
-        print(f"{info.id}: {' + '.join(f'{w:.3g}·{c}' for c, w in weights.items())} ({args.method} blend)")
+        corners = {c for _, weights, _ in blends for c in weights}
+        engine = attach_adapters(base, [i for i in infos if i.id in corners])
+        for info, weights, method in blends:
+            blend(engine.model, weights, adapter_name(info.id), method=method)
+            print(f"{info.id}: {' + '.join(f'{w:.3g}·{c}' for c, w in weights.items())} ({method} blend)")
+        infos = [info for info, _, _ in blends]
     # refuses prompts that would rewrite stored ones (then nothing is written)
     register(infos, prompts, recipe, db, imported=bool(args.suite_file))
-    if not args.interpolate:
+    if not blends:
         engine = attach_adapters(base, infos) if args.launcher == "local" else None  # every adapter, switched by name
     if args.sampled:
         prompts = sampled_prompt_set(prompts, recipe.eval.sampled_prompts)
@@ -164,12 +168,28 @@ def cmd_eval(args) -> int:
         what = f"{len(prompts)} prompts (one Ray task per checkpoint)"
     else:
         out = evaluate(engine, infos, prompts, recipe, judges, db)
-        if not args.suite_file and not args.interpolate:
+        if not args.suite_file and not blends:
             capability(engine, infos, recipe, db)
         what = f"{len(prompts)} prompts"
     print(f"evaluated {len(infos)} checkpoints × {what}: {out['generated']} new generations, "
           f"{out['judged']} new judgments → {db}")
     return 0
+
+
+def _blends(args, infos: list, recipe) -> list[tuple]:
+    """(info, corner weights, method) of each blended model the command evaluates: one with --interpolate,
+    and with --fidelity each held-out point of the recipe's eval.fidelity_lambda_safe rows by every method."""
+    from .interpolate import METHODS, fidelity_points, interpolated_info
+
+    if args.interpolate:
+        return [(*interpolated_info(infos, *args.interpolate, method=args.method, held_out=args.held_out), args.method)]
+    if not args.fidelity:
+        return []
+    points = fidelity_points(infos, list(recipe.eval.fidelity_lambda_safe))
+    if not points:
+        raise ConfigError(f"--fidelity: no trained grid point in the rows λ_safe ∈ {list(recipe.eval.fidelity_lambda_safe)} "
+                          "with trained rows on both sides; train them, or set eval.fidelity_lambda_safe")
+    return [(*interpolated_info(infos, ls, lh, method=m, held_out=True), m) for ls, lh in points for m in METHODS]
 
 
 def _pareto_ids(db: Path) -> list[str]:
@@ -311,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate the model blended from the trained grid at λ_safe=LS, λ_helpful=LH")
     s.add_argument("--method", choices=("exact", "ab_average"), default="exact",
                    help="blend for --interpolate: exact (ΔW = Σ w·B·A) or ab_average (A and B averaged; to compare)")
+    s.add_argument("--held-out", action="store_true",
+                   help="with --interpolate at a trained point: blend it from the rows beside it, its own row withheld")
+    s.add_argument("--fidelity", action="store_true",
+                   help="blend every trained point of the recipe's eval.fidelity_lambda_safe rows from the rows beside "
+                        "it (both methods), to compare with the trained models (report: interpolation)")
     s.add_argument("--launcher", choices=("local", "ray"), default="local",
                    help="ray: one task per checkpoint (one GPU each where there are GPUs); this process writes the store")
     s.add_argument("--sampled", action="store_true",

@@ -203,3 +203,37 @@ def confusion(df: pd.DataFrame) -> alt.LayerChart:
         x=x, y=y, text="n:Q",
         color=alt.condition(alt.datum.n > df["n"].max() / 2, alt.value("white"), alt.value("black")))
     return alt.layer(cells, text).properties(height=60 * len(order) + 40)
+
+
+FIDELITY_MODELS = {"trained": "trained at these λs", "exact": "blend of ΔW (exact)", "ab_average": "A and B averaged (naive)"}
+FIDELITY_COLOURS = {"trained at these λs": "#222", "blend of ΔW (exact)": "#8c564b", "A and B averaged (naive)": "#bcbd22"}
+
+
+def fidelity_frame(fid: pd.DataFrame) -> pd.DataFrame:
+    """queries.fidelity_table as long rows: point × rate × model (the trained one once, each blend method)."""
+    rows = []
+    for r in fid.to_dict("records"):
+        point = f"λ_safe {r['lambda_safe']:g}, λ_helpful {r['lambda_helpful']:g}"
+        for rate, title in (("violation", "violation rate"), ("over_refusal", "over-refusal rate")):
+            for who, model in (("trained", "trained"), ("interp", r["method"])):
+                rows.append({"point": point, "rate": title, "model": FIDELITY_MODELS[model],
+                             "value": r[f"{rate}_{who}"], "lo": r[f"{rate}_{who}_lo"], "hi": r[f"{rate}_{who}_hi"]})
+    return pd.DataFrame(rows, columns=["point", "rate", "model", "value", "lo", "hi"]).drop_duplicates(
+        ["point", "rate", "model"])
+
+
+def fidelity(fid: pd.DataFrame) -> alt.FacetChart:
+    """"Can I trust the in-between?": at each held-out trained point, the trained model's rate beside the
+    blends' (from the rows on either side, its own withheld), each with its 95% interval."""
+    df = fidelity_frame(fid)
+    x = alt.X("value:Q", title=None, scale=UNIT, axis=RATE_AXIS)
+    y = alt.Y("model:N", title=None, sort=list(FIDELITY_MODELS.values()), axis=None)
+    colour = alt.Color("model:N", title="Model", scale=alt.Scale(domain=list(FIDELITY_COLOURS),
+                                                                 range=list(FIDELITY_COLOURS.values())))
+    ci = alt.Chart().mark_rule().encode(x=alt.X("lo:Q", scale=UNIT), x2=alt.X2("hi"), y=y, color=colour)
+    dots = alt.Chart().mark_point(filled=True, size=90).encode(
+        x=x, y=y, color=colour, tooltip=[alt.Tooltip("point:N"), alt.Tooltip("model:N"), alt.Tooltip("value:Q", format=".1%"),
+                                         alt.Tooltip("lo:Q", format=".1%"), alt.Tooltip("hi:Q", format=".1%")])
+    return alt.layer(ci, dots, data=df).properties(width=260, height=60).facet(
+        row=alt.Row("point:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")),
+        column=alt.Column("rate:N", title=None))

@@ -35,7 +35,9 @@ def run_id(lambda_safe: float, lambda_helpful: float, variant: str = "") -> str:
 # of the penalty (a sharp hinge instead of DPO's gentle log-sigmoid) and whether violations weigh by
 # the spec's severity (unweighted: all the same).
 VARIANTS = {"hinge": {"preference": "hinge"}, "unweighted": {"severity_weighting": False}}
-KINDS = ("base", "grid", "constrained", "variant", "interpolated")
+# interpolated: a blend of trained grid points at a slider position between them; fidelity: a blend at a
+# trained point with that point's row withheld, compared with the model trained there (never on the map)
+KINDS = ("base", "grid", "constrained", "variant", "interpolated", "fidelity")
 
 
 def variant_of(loss: dict) -> str:
@@ -44,13 +46,16 @@ def variant_of(loss: dict) -> str:
 
 
 def describe(manifest: dict, is_base: bool) -> dict:
-    """kind (KINDS), the ε a constrained run was trained to, and the variant name, from a manifest."""
+    """kind (KINDS), the ε a constrained run was trained to, the variant name, and how a blended model was
+    blended (interpolate.METHODS), from a manifest."""
     recipe = manifest.get("recipe") or {}
     eps = (recipe.get("sweep") or {}).get("target_violation")
     variant = variant_of(recipe.get("loss") or {})
-    kind = ("base" if is_base else "interpolated" if "interpolated" in manifest else "constrained" if eps is not None
-            else "variant" if variant else "grid")
-    return {"kind": kind, "target_violation": eps, "variant": variant or None}
+    blend = manifest.get("interpolated")
+    kind = ("base" if is_base else ("fidelity" if blend.get("held_out") else "interpolated") if blend
+            else "constrained" if eps is not None else "variant" if variant else "grid")
+    return {"kind": kind, "target_violation": eps, "variant": variant or None,
+            "blend_method": blend["method"] if blend else None}
 
 
 def sweep_dir(sweep_name: str, root: Path = CHECKPOINTS_ROOT) -> Path:

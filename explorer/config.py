@@ -98,6 +98,8 @@ class EvalConfig:
     samples: int = field(default=8, metadata={"help": "k sampled answers per prompt (eval --sampled)"})
     sampled_prompts: int = field(default=100, metadata={"help": "harmful and as many benign test prompts sampled"})
     temperature: float = field(default=1.0, metadata={"help": "T of the sampled answers; 1 = the model's p_θ"})
+    fidelity_lambda_safe: tuple[float, ...] = field(default=(2.0,), metadata={
+        "help": "grid rows held out by eval --fidelity: each point blended from the rows beside it"})
 
 
 @dataclass(frozen=True)

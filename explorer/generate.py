@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 
@@ -63,27 +63,46 @@ def _adapter_layers(model) -> list:
     return layers
 
 
-def activate(model, checkpoint: str) -> None:
-    """Point a PeftModel at one adapter (or at the bare base for BASE_ID), for inference.
+# layer → {adapter: its own α/r}, for the adapters activate() has scaled and not yet restored
+_UNIT_SCALING: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def activate(model, checkpoint: str | Mapping[str, float]) -> None:
+    """Point a PeftModel at one adapter (or at the bare base for BASE_ID), or at a weighted mix of adapters
+    {checkpoint: w} for inference.
+
+    A mix is the exact interpolation Σ w_i ΔW_i (interpolate.py): every LoRA layer sums its active
+    adapters' outputs, each times its scaling, so the mix is the corners active together with scalings
+    w_i·α_i/r_i. Nothing is merged or copied: moving a slider only sets scalings.
 
     PEFT's own set_adapter/enable_adapter_layers also flip requires_grad on every weight of every
     adapter in every layer: ~80 ms with nine adapters, for nothing at inference. Each LoRA layer's
-    forward reads only two flags (disabled, active adapter), so we set just those: well under 1 ms.
-    tests/test_reliability.py checks the outputs equal PEFT's own switching."""
+    forward reads only two flags (disabled, active adapters) and the scalings, so we set just those: well
+    under 1 ms. tests/test_reliability.py checks the outputs equal PEFT's own switching."""
+    weights = dict(checkpoint) if isinstance(checkpoint, Mapping) else {checkpoint: 1.0}
+    disabled = weights == {BASE_ID: 1.0}
     if not hasattr(model, "peft_config"):
-        if checkpoint != BASE_ID:
+        if not disabled:
             raise ConfigError(f"checkpoint {checkpoint!r} requested but no adapters are loaded")
         return
-    disabled = checkpoint == BASE_ID
-    name = adapter_name(checkpoint)
-    if not disabled and name not in model.peft_config:
-        raise ConfigError(f"unknown checkpoint {checkpoint!r}; loaded: {', '.join(model.peft_config)}")
+    names = {adapter_name(c): w for c, w in weights.items()}
+    if not disabled and (unknown := [c for c, n in zip(weights, names) if n not in model.peft_config]):
+        raise ConfigError(f"unknown checkpoint {', '.join(map(repr, unknown))}; loaded: {', '.join(model.peft_config)}")
     for layer in _adapter_layers(model):
         layer._disable_adapters = disabled
-        if not disabled:
-            layer._active_adapter = [name]
+        unit = _UNIT_SCALING.setdefault(layer, {})
+        for n in [n for n in unit if n not in names or disabled]:  # a mix's scalings last while it is active
+            if n in layer.scaling:
+                layer.scaling[n] = unit[n]
+            del unit[n]
+        if disabled:
+            continue
+        layer._active_adapter = list(names)
+        for n, w in names.items():
+            if n in layer.scaling:
+                layer.scaling[n] = unit.setdefault(n, layer.scaling[n]) * w
     if not disabled:
-        model.base_model.active_adapter = name
+        model.base_model.active_adapter = next(iter(names))
 
 
 @torch.inference_mode()
@@ -149,9 +168,9 @@ def generate_many(base: Base, prompts: Sequence[str], max_new_tokens: int, batch
 MODEL_LOCK = threading.Lock()
 
 
-def stream(base: Base, checkpoint: str, prompt: str, max_new_tokens: int = 128,
+def stream(base: Base, checkpoint: str | Mapping[str, float], prompt: str, max_new_tokens: int = 128,
            system: str | None = None, **generate_kwargs) -> Iterator[str]:
-    """Yield decoded text pieces for one prompt from one checkpoint (greedy, KV cache)."""
+    """Yield decoded text pieces for one prompt from one checkpoint or weighted mix (activate), greedy, KV cache."""
     from transformers import TextIteratorStreamer
 
     enc = encode_chat(base, [prompt], system, max_new_tokens)

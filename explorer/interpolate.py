@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_right
+from dataclasses import dataclass
 
-import torch
+import pandas as pd
 
-from .checkpoints import CheckpointInfo, describe
+from .checkpoints import BASE_ID, CheckpointInfo, describe
 from .config import ConfigError
-from .generate import adapter_name
+from .generate import activate, adapter_name
 
 METHODS = ("exact", "ab_average")
 
@@ -66,6 +67,7 @@ def blend(model, weights: dict[str, float], name: str, method: str = "exact") ->
     if missing:
         raise ConfigError(f"checkpoint(s) {', '.join(missing)} are not loaded; attach them first")
     check_blendable(model, names)
+    activate(model, BASE_ID)  # every adapter back at its own scale (a live mix scales its corners): PEFT reads them
     if name in model.peft_config:
         model.delete_adapter(name)
     if method == "exact":
@@ -77,6 +79,7 @@ def blend(model, weights: dict[str, float], name: str, method: str = "exact") ->
 
 def _ab_average(model, names: list[str], ws: list[float], name: str) -> None:
     """The naive blend: A and B averaged separately, same rank and scale as the corners."""
+    import torch
     from peft.tuners.lora import LoraLayer
 
     model.add_weighted_adapter(names[:1], [1.0], name, combination_type="linear")  # a same-shaped adapter
@@ -88,17 +91,32 @@ def _ab_average(model, names: list[str], ws: list[float], name: str) -> None:
                 layer.scaling[name] = layer.scaling[names[0]]
 
 
-def interpolated_id(lambda_safe: float, lambda_helpful: float, method: str = "exact") -> str:
-    """'interp-s2-h0.05' (exact) or 'abavg-s2-h0.05' (the naive blend, for the fidelity comparison)."""
-    return f"{'interp' if method == 'exact' else 'abavg'}-s{lambda_safe:g}-h{lambda_helpful:g}"
+def interpolated_id(lambda_safe: float, lambda_helpful: float, method: str = "exact", held_out: bool = False) -> str:
+    """'interp-s2-h0.05' (exact) or 'abavg-s2-h0.05' (the naive blend, for the fidelity comparison); a
+    held-out blend at a trained point (fidelity_points) ends in '-heldout'."""
+    return (f"{'interp' if method == 'exact' else 'abavg'}-s{lambda_safe:g}-h{lambda_helpful:g}"
+            + ("-heldout" if held_out else ""))
+
+
+def _grid_points(infos: list[CheckpointInfo]) -> list[CheckpointInfo]:
+    return [i for i in infos if not i.is_base and describe(i.manifest, False)["kind"] == "grid"]
 
 
 def interpolated_info(infos: list[CheckpointInfo], lambda_safe: float, lambda_helpful: float,
-                      method: str = "exact") -> tuple[CheckpointInfo, dict[str, float]]:
+                      method: str = "exact", held_out: bool = False) -> tuple[CheckpointInfo, dict[str, float]]:
     """The model at (λ_safe, λ_helpful) blended from the main grid's trained points among `infos`, and its
     corners' weights (checkpoint id → w). Its fingerprint names its corners, weights and method, so a
-    retrained corner makes it a new model."""
-    grid = [i for i in infos if not i.is_base and describe(i.manifest, False)["kind"] == "grid"]
+    retrained corner makes it a new model.
+
+    held_out: the fidelity measure. The point is a trained one, and its whole λ_safe row is withheld from
+    the corners (a product grid has no cell around a single missing point), so the blend comes from the
+    rows on either side and can be compared with the model actually trained there."""
+    grid = _grid_points(infos)
+    if held_out:
+        if not any(i.lambda_safe == lambda_safe and i.lambda_helpful == lambda_helpful for i in grid):
+            raise ConfigError(f"no trained grid point at λ_safe {lambda_safe:g}, λ_helpful {lambda_helpful:g} to hold "
+                              "out; a held-out blend is compared with the model trained at the same λs")
+        grid = [i for i in grid if i.lambda_safe != lambda_safe]
     if not grid:
         raise ConfigError("no trained grid points to interpolate between; train a sweep first")
     by_lambdas = {(i.lambda_safe, i.lambda_helpful): i for i in grid}
@@ -110,7 +128,63 @@ def interpolated_info(infos: list[CheckpointInfo], lambda_safe: float, lambda_he
     key = ";".join(f"{by_lambdas[c].fingerprint}:{w:.6f}" for c, w in sorted(corners.items())) + f";{method}"
     first = by_lambdas[next(iter(corners))].manifest
     manifest = {"lambda_safe": lambda_safe, "lambda_helpful": lambda_helpful, "base_fingerprint": first["base_fingerprint"],
-                "recipe": first.get("recipe"), "interpolated": {"method": method, "corners": weights}}
-    info = CheckpointInfo(interpolated_id(lambda_safe, lambda_helpful, method), None,
+                "recipe": first.get("recipe"),
+                "interpolated": {"method": method, "corners": weights, **({"held_out": True} if held_out else {})}}
+    info = CheckpointInfo(interpolated_id(lambda_safe, lambda_helpful, method, held_out), None,
                           "interp-" + hashlib.sha256(key.encode()).hexdigest()[:16], lambda_safe, lambda_helpful, manifest)
     return info, weights
+
+
+def fidelity_points(infos: list[CheckpointInfo], hold_out_lambda_safe: list[float]) -> list[tuple[float, float]]:
+    """The trained grid points where a held-out blend can be measured: in a held-out λ_safe row, with
+    trained points at the same λ_helpful in rows on both sides."""
+    grid = _grid_points(infos)
+    have = {(i.lambda_safe, i.lambda_helpful) for i in grid}
+    out = []
+    for ls, lh in sorted(have):
+        if ls in hold_out_lambda_safe:
+            rows = {s for s, h in have if h == lh and s != ls}
+            if any(s < ls for s in rows) and any(s > ls for s in rows):
+                out.append((ls, lh))
+    return out
+
+
+@dataclass(frozen=True)
+class SliderPoint:
+    """What the dashboard has at a slider position: a trained checkpoint, an evaluated blend, or neither yet
+    (then the trained corners a blend would be made of, with their weights)."""
+    lambda_safe: float
+    lambda_helpful: float
+    status: str  # 'trained' | 'interpolated' (a blend, evaluated) | 'not evaluated' | 'no corners'
+    row: pd.Series | None  # the evaluated checkpoint's checkpoint_table row
+    corners: pd.DataFrame  # trained corner rows + `weight` (empty at a trained point)
+    missing: tuple[str, ...] = ()  # run ids of corners not trained (or not evaluated) yet
+
+
+def _same(a, b) -> bool:
+    return abs(float(a) - float(b)) < 1e-9
+
+
+def locate(grid: pd.DataFrame, blends: pd.DataFrame, lambda_safe: float, lambda_helpful: float) -> SliderPoint:
+    """The model at (λ_safe, λ_helpful) among checkpoint_table rows: `grid` the trained grid the sliders move
+    over, `blends` the evaluated interpolated models. Raises ConfigError outside the trained range."""
+    at = grid[grid["lambda_safe"].map(lambda x: _same(x, lambda_safe)) & grid["lambda_helpful"].map(
+        lambda x: _same(x, lambda_helpful))]
+    if len(at):
+        return SliderPoint(lambda_safe, lambda_helpful, "trained", at.iloc[0], grid.iloc[0:0].assign(weight=[]))
+    weights = cell_weights(grid["lambda_safe"].tolist(), grid["lambda_helpful"].tolist(), lambda_safe, lambda_helpful)
+    rows, missing = [], []
+    for (s, h), w in weights.items():
+        hit = grid[grid["lambda_safe"].map(lambda x: _same(x, s)) & grid["lambda_helpful"].map(lambda x: _same(x, h))]
+        if len(hit):
+            rows.append(hit.iloc[0].to_frame().T.assign(weight=w))
+        else:
+            missing.append(f"s{s:g}-h{h:g}")
+    corners = pd.concat(rows, ignore_index=True) if rows else grid.iloc[0:0].assign(weight=[])
+    if missing:
+        return SliderPoint(lambda_safe, lambda_helpful, "no corners", None, corners, tuple(missing))
+    exact = blends[(blends["blend_method"] == "exact") & blends["lambda_safe"].map(lambda x: _same(x, lambda_safe))
+                   & blends["lambda_helpful"].map(lambda x: _same(x, lambda_helpful))]
+    if len(exact):
+        return SliderPoint(lambda_safe, lambda_helpful, "interpolated", exact.iloc[0], corners)
+    return SliderPoint(lambda_safe, lambda_helpful, "not evaluated", None, corners)

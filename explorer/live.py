@@ -2,14 +2,15 @@
 GGUF (fast at batch 1, explorer/llamacpp.py); else PyTorch with every adapter attached (generate.py).
 
 Both answer `stream(checkpoint, prompt, max_new_tokens)` greedily and serialise requests, so any
-number of dashboard sessions can share one engine. EXPLORER_LIVE_BACKEND=torch|llamacpp forces one.
+number of dashboard sessions can share one engine. `checkpoint` is an id, or a weighted mix of trained
+adapters {id: w} (an interpolated model: the corners active together, each at its scale). EXPLORER_LIVE_BACKEND=torch|llamacpp forces one.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import torch
 
@@ -26,8 +27,8 @@ class TorchLive:
     base: Base
     backend: str = "PyTorch"
 
-    def stream(self, checkpoint: str, prompt: str, max_new_tokens: int = 128, system: str | None = None,
-               min_new_tokens: int = 0) -> Iterator[str]:
+    def stream(self, checkpoint: str | Mapping[str, float], prompt: str, max_new_tokens: int = 128,
+               system: str | None = None, min_new_tokens: int = 0) -> Iterator[str]:
         return stream(self.base, checkpoint, prompt, max_new_tokens, system, min_new_tokens=min_new_tokens)
 
 

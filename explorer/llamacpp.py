@@ -19,7 +19,7 @@ import re
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -131,7 +131,7 @@ class LlamaCppEngine:
                 raise ConfigError(f"llama.cpp could not load the adapter {path} for {cid}; delete it to reconvert, "
                                   "or set EXPLORER_LIVE_BACKEND=torch")
             self._adapters[cid] = handle
-        self._active: str | None = None
+        self._active: tuple | None = None  # the (checkpoint, scale) pairs the context applies
         # one long-lived decoding thread serves every session in arrival order (a thread per request
         # would leave glibc a malloc arena per thread: resident memory crept up ~40 MB over 50 requests)
         self._requests: queue.Queue = queue.Queue()
@@ -150,19 +150,24 @@ class LlamaCppEngine:
     def checkpoints(self) -> list[str]:
         return [BASE_ID, *self._adapters]
 
-    def activate(self, checkpoint: str) -> None:
-        """Point the context at one adapter at scale 1 (none for the base). Call with the lock held."""
-        if checkpoint == self._active:
+    def activate(self, checkpoint: str | Mapping[str, float]) -> None:
+        """Point the context at one adapter at scale 1 (none for the base), or at a weighted mix
+        {checkpoint: w}: llama.cpp adds each adapter's update times its scale, the exact interpolation
+        Σ w_i ΔW_i, so moving a slider only sets scales. Call with the lock held."""
+        weights = dict(checkpoint) if isinstance(checkpoint, Mapping) else {checkpoint: 1.0}
+        key = tuple(sorted(weights.items()))
+        if key == self._active:
             return
         C = self._C
-        if checkpoint == BASE_ID:
+        if weights == {BASE_ID: 1.0}:
             C.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
-        elif checkpoint in self._adapters:
-            handles = (C.llama_adapter_lora_p_ctypes * 1)(self._adapters[checkpoint])
-            C.llama_set_adapters_lora(self.llm.ctx, handles, 1, (ctypes.c_float * 1)(1.0))
+        elif unknown := [c for c in weights if c not in self._adapters]:
+            raise ConfigError(f"unknown checkpoint {', '.join(map(repr, unknown))}; loaded: {', '.join(self.checkpoints)}")
         else:
-            raise ConfigError(f"unknown checkpoint {checkpoint!r}; loaded: {', '.join(self.checkpoints)}")
-        self._active = checkpoint
+            n = len(weights)
+            handles = (C.llama_adapter_lora_p_ctypes * n)(*(self._adapters[c] for c in weights))
+            C.llama_set_adapters_lora(self.llm.ctx, handles, n, (ctypes.c_float * n)(*weights.values()))
+        self._active = key
 
     def encode(self, prompt: str, system: str | None, max_new_tokens: int) -> list[int]:
         ids = self.tokenizer(chat_prompt(self.tokenizer, prompt, system), add_special_tokens=False)["input_ids"]
@@ -172,7 +177,7 @@ class LlamaCppEngine:
                                 f"({self.max_context} minus {max_new_tokens} new tokens): shorten it")
         return ids
 
-    def _decode(self, checkpoint: str, ids: list[int], max_new_tokens: int, min_new_tokens: int,
+    def _decode(self, checkpoint: str | Mapping[str, float], ids: list[int], max_new_tokens: int, min_new_tokens: int,
                 emit) -> None:
         stop = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         with self.lock:
@@ -187,8 +192,8 @@ class LlamaCppEngine:
                 if len(out) >= max_new_tokens:
                     break
 
-    def stream(self, checkpoint: str, prompt: str, max_new_tokens: int = 128, system: str | None = None,
-               min_new_tokens: int = 0) -> Iterator[str]:
+    def stream(self, checkpoint: str | Mapping[str, float], prompt: str, max_new_tokens: int = 128,
+               system: str | None = None, min_new_tokens: int = 0) -> Iterator[str]:
         """Yield text pieces as they decode (greedy). Decoding runs on the engine's own thread, so a session
         that stops reading (the user leaves the page) never keeps the model from the others."""
         ids = self.encode(prompt, system, max_new_tokens)

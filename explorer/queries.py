@@ -17,13 +17,14 @@ HELDOUT_DATASET = "heldout_project_labels"  # judge_metrics row that ranks judge
 
 
 def current_evaluation(db: Path | None = None, reviews: Path | None = None, con=None) -> dict | None:
-    """The evaluation readers show: its gen_key, generation settings, sweep, judges and primary judge, as
-    recorded in the store when it was evaluated (views.sql says which one when there are several)."""
+    """The evaluation readers show: its gen_key, generation settings, sweep, judges, primary judge and
+    resolved recipe, as recorded in the store when it was evaluated (views.sql says which one when there
+    are several)."""
     df = store.query("current_evaluation", eval_path=db, reviews_path=reviews, con=con)
     if df.empty:
         return None
     row = df.iloc[0].to_dict()
-    return {**row, **{k: json.loads(row[k]) if isinstance(row[k], str) else None for k in ("settings", "judges")}}
+    return {**row, **{k: json.loads(row[k]) if isinstance(row[k], str) else None for k in ("settings", "judges", "recipe")}}
 
 
 def gen_key(db: Path | None = None, reviews: Path | None = None, con=None) -> str:
@@ -96,10 +97,10 @@ def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SP
     rates = _corrected(rates, judge_errors)
     df = cps.rename(columns={"id": "checkpoint_id"}).merge(rates, on="checkpoint_id", how="inner")
     kinds = [describe(json.loads(m) if m else {}, bool(b)) for m, b in zip(df["manifest"], df["is_base"])]
-    for key, dtype in (("kind", object), ("target_violation", float), ("variant", object)):
+    for key, dtype in (("kind", object), ("target_violation", float), ("variant", object), ("blend_method", object)):
         df[key] = pd.Series([k[key] for k in kinds], index=df.index, dtype=dtype)  # variant: None, never NaN
     df = df.drop(columns=["manifest"]).reset_index(drop=True)
-    main = df["kind"] != "variant"  # a variant's points are compared on its own map (family_view)
+    main = ~df["kind"].isin(OFF_MAIN_MAP)
     df["pareto"] = False
     df.loc[main, "pareto"] = metrics.pareto_mask(df[main])
     return df
@@ -114,6 +115,9 @@ def trajectory(checkpoint_id: str, db: Path | None = None, reviews: Path | None 
 
 
 MAIN_FAMILY = "main grid"
+# Kinds the main map leaves out: a variant's points are compared on its own map (family_view); a fidelity
+# blend sits on a trained point, as a measure of interpolation (fidelity_table), not a choice.
+OFF_MAIN_MAP = ("variant", "fidelity")
 
 
 def families(table: pd.DataFrame) -> list[str]:
@@ -126,13 +130,36 @@ def family_view(table: pd.DataFrame, family: str) -> pd.DataFrame:
     """The checkpoints one family's map shows, Pareto set redone among them. A variant is shown with the
     base and the main grid's points at the same λs, so each of its points has its like to compare with."""
     if family == MAIN_FAMILY:
-        return table[table["kind"] != "variant"].reset_index(drop=True)
+        return table[~table["kind"].isin(OFF_MAIN_MAP)].reset_index(drop=True)
     own = table[table["variant"] == family]
     same_lambdas = table["kind"].eq("grid") & pd.Series(
         list(zip(table["lambda_safe"], table["lambda_helpful"]))).isin(set(zip(own["lambda_safe"], own["lambda_helpful"])))
     view = table[table["is_base"] | same_lambdas | (table["variant"] == family)].reset_index(drop=True)
     view["pareto"] = metrics.pareto_mask(view)
     return view
+
+
+FIDELITY_RATES = ("violation", "over_refusal")
+
+
+def fidelity_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Each held-out blend (kind 'fidelity') beside the model trained at the same λs: one row per point and
+    method, with both models' rates and intervals (`<rate>_trained`, `<rate>_interp`, `*_lo`, `*_hi`) and the
+    absolute error of the blend on each rate (`<rate>_abs_error`)."""
+    if table.empty:
+        return pd.DataFrame()
+    cols = [f"{r}_{part}" for r in FIDELITY_RATES for part in ("rate", "lo", "hi")]
+    blends = table[table["kind"] == "fidelity"]
+    trained = table[table["kind"] == "grid"][["lambda_safe", "lambda_helpful", "checkpoint_id", *cols]]
+    df = blends.rename(columns={"blend_method": "method"})[["lambda_safe", "lambda_helpful", "method", "checkpoint_id", *cols]].merge(
+        trained, on=["lambda_safe", "lambda_helpful"], suffixes=("_interp", "_trained"))
+    for r in FIDELITY_RATES:
+        for part in ("rate", "lo", "hi"):
+            df = df.rename(columns={f"{r}_{part}_interp": f"{r}_{'interp' if part == 'rate' else 'interp_' + part}",
+                                    f"{r}_{part}_trained": f"{r}_{'trained' if part == 'rate' else 'trained_' + part}"})
+        df[f"{r}_abs_error"] = (df[f"{r}_interp"] - df[f"{r}_trained"]).abs()
+    return df.rename(columns={"checkpoint_id_interp": "interp_id", "checkpoint_id_trained": "trained_id"}).sort_values(
+        ["method", "lambda_safe", "lambda_helpful"]).reset_index(drop=True)
 
 
 def sampled_shares(judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,

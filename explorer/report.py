@@ -1,13 +1,16 @@
 """`python -m explorer report`: the sweep's figures as a table, or as JSON for scripts.
 
 JSON keys are a contract (scripts outside the project read them): checkpoints[{id, lambda_safe,
-lambda_helpful, is_base, kind (base | grid | constrained | variant), target_violation (constrained
-runs: the ε trained to), variant (variants: checkpoints.VARIANTS name), violation_rate, violation_ci, over_refusal_rate, over_refusal_ci,
+lambda_helpful, is_base, kind (checkpoints.KINDS), target_violation (constrained runs: the ε trained
+to), variant (variants: checkpoints.VARIANTS name), blend_method (interpolated and fidelity models), violation_rate, violation_ci, over_refusal_rate, over_refusal_ci,
 n_harmful, n_benign, violation_rate_corrected, over_refusal_rate_corrected (as a perfect judge would
 give them), seen_* / unseen_* (suites training drew from / never saw), attack_violation_rate,
 sampled_violation_rate, sampled_over_refusal_rate (k sampled answers per prompt), ...}],
 attacks[{checkpoint, template, violation_rate, violation_ci, n}], judges[{name, agreement, kappa,
-n_labels, per_class{label: {precision, recall, n}}, ...}], suites[{name, split, n}],
+n_labels, per_class{label: {precision, recall, n}}, ...}], suites[{name, split, n}], interpolation[{lambda_safe,
+lambda_helpful, method, violation_trained, violation_interp, over_refusal_trained, over_refusal_interp, *_ci}],
+interpolation_mae{method: {n_points, violation_mae, over_refusal_mae}}, trend{spearman_*, pareto_max_violation_gap,
+pareto_max_violation_gap_with_interpolated},
 evaluation{gen_key, settings, sweep, primary_judge}. Only the reported prompt set's data is in it, so
 importing another suite leaves the report of the shipped test split byte for byte as it was.
 """
@@ -46,7 +49,7 @@ def build_report(judge: str | None = None, db: Path | None = None, split: str | 
         cps.append({
             "id": r.checkpoint_id, "lambda_safe": float(r.lambda_safe), "lambda_helpful": float(r.lambda_helpful),
             "is_base": bool(r.is_base), "kind": r.kind, "target_violation": _num(r.target_violation),
-            "variant": r.variant, "violation_rate": _num(r.violation_rate),
+            "variant": r.variant, "blend_method": r.blend_method, "violation_rate": _num(r.violation_rate),
             "violation_ci": [_num(r.violation_lo), _num(r.violation_hi)],
             "over_refusal_rate": _num(r.over_refusal_rate), "over_refusal_ci": [_num(r.over_refusal_lo), _num(r.over_refusal_hi)],
             "partial_over_refusal_rate": _num(r.partial_over_refusal_rate),
@@ -62,10 +65,29 @@ def build_report(judge: str | None = None, db: Path | None = None, split: str | 
     suites = [{"name": r.suite, "split": r.split, "kind": r.kind, "n": int(r.n)}
               for r in queries.suite_counts(db).itertuples() if not r.split.startswith(IMPORT_PREFIX)]
     trend = spearman_trend(cps)
+    fidelity = queries.fidelity_table(table) if judge and not table.empty else None
     return {"judge": judge, "split": split, "evaluation": evaluation and {
                 k: evaluation[k] for k in ("gen_key", "settings", "sweep", "primary_judge")},
             "checkpoints": cps, "attacks": attack_templates(judge, db) if split == queries.DEFAULT_SPLIT else [],
-            "judges": judges, "suites": suites, "trend": trend}
+            "judges": judges, "suites": suites, "trend": trend, **interpolation_fidelity(fidelity)}
+
+
+def interpolation_fidelity(fid) -> dict:
+    """`interpolation`: each held-out blend against the model trained at its λs; `interpolation_mae`: the mean
+    absolute error of each method on each rate (what the sliders' in-between models can be trusted to)."""
+    if fid is None or fid.empty:
+        return {"interpolation": [], "interpolation_mae": {}}
+    rows = []
+    for r in fid.itertuples():
+        row = {"lambda_safe": float(r.lambda_safe), "lambda_helpful": float(r.lambda_helpful), "method": r.method}
+        for rate in queries.FIDELITY_RATES:
+            for who in ("trained", "interp"):
+                row[f"{rate}_{who}"] = _num(getattr(r, f"{rate}_{who}"))
+                row[f"{rate}_{who}_ci"] = [_num(getattr(r, f"{rate}_{who}_lo")), _num(getattr(r, f"{rate}_{who}_hi"))]
+        rows.append(row)
+    mae = {m: {"n_points": int(len(g)), **{f"{rate}_mae": _num(g[f"{rate}_abs_error"].mean()) for rate in queries.FIDELITY_RATES}}
+           for m, g in fid.groupby("method")}
+    return {"interpolation": rows, "interpolation_mae": mae}
 
 
 def attack_templates(judge: str, db: Path | None) -> list[dict]:
@@ -140,16 +162,31 @@ def spearman_trend(cps: list[dict]) -> dict:
     from scipy.stats import spearmanr
 
     trained = [c for c in cps if c["kind"] == "grid" and c["violation_rate"] is not None]
-    pareto = sorted(c["violation_rate"] for c in cps if c["pareto"] and c["violation_rate"] is not None)
-    gap = max((b - a for a, b in zip(pareto, pareto[1:])), default=None)
+    gaps = {"pareto_max_violation_gap": pareto_gap(cps, TRAINED_KINDS),
+            "pareto_max_violation_gap_with_interpolated": pareto_gap(cps, (*TRAINED_KINDS, "interpolated"))}
     if len(trained) < 3:
-        return {"spearman_violation_vs_lambda_safe": None, "spearman_over_refusal_vs_lambda_safe": None,
-                "pareto_max_violation_gap": gap}
+        return {"spearman_violation_vs_lambda_safe": None, "spearman_over_refusal_vs_lambda_safe": None, **gaps}
     ls = [c["lambda_safe"] for c in trained]
     v = spearmanr(ls, [c["violation_rate"] for c in trained]).statistic
     o = spearmanr(ls, [c["over_refusal_rate"] for c in trained]).statistic
-    return {"spearman_violation_vs_lambda_safe": _num(v), "spearman_over_refusal_vs_lambda_safe": _num(o),
-            "pareto_max_violation_gap": gap}
+    return {"spearman_violation_vs_lambda_safe": _num(v), "spearman_over_refusal_vs_lambda_safe": _num(o), **gaps}
+
+
+TRAINED_KINDS = ("base", "grid", "constrained")  # the main map's trained models
+
+
+def pareto_gap(cps: list[dict], kinds: tuple[str, ...]) -> float | None:
+    """The largest step in violation rate between neighbouring Pareto points among checkpoints of `kinds`
+    (the Pareto set redone among them; interpolated blends by the exact method only)."""
+    import pandas as pd
+
+    from .metrics import pareto_mask
+
+    pts = pd.DataFrame([c for c in cps if c["kind"] in kinds and c["violation_rate"] is not None
+                        and c.get("blend_method") in (None, "exact")],
+                       columns=["violation_rate", "over_refusal_rate"])
+    front = sorted(pts.loc[pareto_mask(pts), "violation_rate"]) if len(pts) else []
+    return max((b - a for a, b in zip(front, front[1:])), default=None)
 
 
 def _pct(x, lo=None, hi=None):
@@ -179,7 +216,17 @@ def format_report(rep: dict) -> str:
         lines.append(f"Spearman ρ over the trained grid: violation vs λ_safe {t['spearman_violation_vs_lambda_safe']:+.2f}, "
                      f"over-refusal vs λ_safe {t['spearman_over_refusal_vs_lambda_safe']:+.2f}")
     if t.get("pareto_max_violation_gap") is not None:
-        lines.append(f"Largest violation step between neighbouring Pareto checkpoints: {_pct(t['pareto_max_violation_gap']).strip()}")
+        lines.append(f"Largest violation step between neighbouring Pareto checkpoints: {_pct(t['pareto_max_violation_gap']).strip()}"
+                     f" (trained), {_pct(t['pareto_max_violation_gap_with_interpolated']).strip()} (with interpolated points)")
+    if rep["interpolation"]:
+        lines += ["", "Interpolation fidelity (blend of the neighbouring rows vs the model trained at the same λs):"]
+        for r in rep["interpolation"]:
+            lines.append(f"  s{r['lambda_safe']:g}-h{r['lambda_helpful']:g} {r['method']:10s} violation trained "
+                         f"{_pct(r['violation_trained'])} interp {_pct(r['violation_interp'])}   over-refusal trained "
+                         f"{_pct(r['over_refusal_trained'])} interp {_pct(r['over_refusal_interp'])}")
+        for m, e in rep["interpolation_mae"].items():
+            lines.append(f"  {m}: mean absolute error over {e['n_points']} points: violation {_pct(e['violation_mae']).strip()}, "
+                         f"over-refusal {_pct(e['over_refusal_mae']).strip()}")
     if rep["judges"]:
         lines += ["", "judges (vs human labels):"]
         for j in rep["judges"]:

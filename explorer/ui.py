@@ -189,6 +189,12 @@ def _trajectory(stamp: tuple, checkpoint_id: str, db: Path, rv: Path) -> pd.Data
     return queries.trajectory(checkpoint_id, db, rv)
 
 
+def fidelity_table() -> pd.DataFrame:
+    """Held-out blends against the models trained at the same λs (queries.fidelity_table)."""
+    stamp, db, rv = _store()
+    return queries.fidelity_table(_checkpoint_table(stamp, selection(), db, rv))
+
+
 def grid_rows(table: pd.DataFrame) -> pd.DataFrame:
     """The rows that make up the shown family's λ grid: a variant's own points, else the main grid's."""
     variant = table["kind"] == "variant"
@@ -281,6 +287,35 @@ def live_checkpoints() -> dict[str, str]:
         if "lambda_safe" in man and "lambda_helpful" in man:
             out[cid] = f"{cid} (λ_safe {man['lambda_safe']:g}, λ_helpful {man['lambda_helpful']:g})"
     return out
+
+
+def live_mix(where, grid: dict[tuple[float, float], str]) -> tuple[str, dict[str, float]] | None:
+    """Sliders for a model between trained points on the live page: its id and corner weights {run id: w},
+    or None where the cell around the position lacks a trained corner (said on the page)."""
+    from .interpolate import cell_weights, interpolated_id
+
+    safe, helpful = pd.Series([k[0] for k in grid]), pd.Series([k[1] for k in grid])
+    left, right = where.columns(2)
+    ls = lambda_slider(left, "λ_safe of the in-between model", safe, safe.median(), "live_lambda_safe")
+    lh = lambda_slider(right, "λ_helpful of the in-between model", helpful, helpful.median(), "live_lambda_helpful")
+    corners = cell_weights(safe.tolist(), helpful.tolist(), ls, lh)
+    if missing := [f"s{s:g}-h{h:g}" for s, h in corners if (s, h) not in grid]:
+        where.warning(f"The grid cell around λ_safe {ls:g}, λ_helpful {lh:g} lacks the trained point(s) "
+                      f"{', '.join(missing)}; move the sliders, or train them.")
+        return None
+    weights = {grid[c]: w for c, w in corners.items()}
+    mix = " + ".join(f"{w:.2f} × {c}" for c, w in weights.items())
+    where.caption(f"Interpolated, not trained: {mix}, the adapters' weight updates blended exactly (served by "
+                  "setting each adapter's scale; nothing is reloaded).")
+    return interpolated_id(ls, lh), weights
+
+
+def live_grid() -> dict[tuple[float, float], str]:
+    """(λ_safe, λ_helpful) → run id of the main grid's finished runs on disk (manifests; nothing loaded)."""
+    from .checkpoints import describe
+
+    return {(m["lambda_safe"], m["lambda_helpful"]): cid for cid, m in manifests(paths().checkpoints).items()
+            if describe(m, False)["kind"] == "grid"}
 
 
 @st.cache_resource(show_spinner="Loading the base model and every adapter (once per server)…")
@@ -478,3 +513,72 @@ def live_defaults(ids: list[str]) -> list[str]:
     helpful = table.sort_values(["over_refusal_rate", "violation_rate", "checkpoint_id"]).iloc[0]["checkpoint_id"]
     safest = table.sort_values(["violation_rate", "over_refusal_rate", "checkpoint_id"]).iloc[0]["checkpoint_id"]
     return list(dict.fromkeys([helpful, operating_point(table), safest]))
+
+
+# ---------------------------------------------------------------- continuous λ sliders, background evaluations
+
+SLIDER_POSITIONS = 60  # steps across the trained range of each λ: fine enough that a nudge moves a little
+
+
+def lambda_slider(where, label: str, trained: pd.Series, value: float, key: str) -> float:
+    """A λ slider over the trained range that does not snap to the trained values (between them the model
+    is interpolated). It starts at `value` (clipped into the range) and then keeps the reviewer's position
+    under `key`: a default that followed the operating point would reset the widget on every move."""
+    lo, hi = float(trained.min()), float(trained.max())
+    if lo == hi:
+        where.caption(f"{label}: {lo:g} (one trained value)")
+        return lo
+    step = float(f"{(hi - lo) / SLIDER_POSITIONS:.1g}")
+    digits = max(0, -int(f"{step:e}".split("e")[1]))
+    if not lo <= st.session_state.get(key, float("nan")) <= hi:  # first visit, or another family's range
+        st.session_state[key] = round(min(max(float(value), lo), hi), digits)
+    return round(where.slider(label, lo, hi, step=step, format=f"%.{digits}f", key=key), digits)
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs() -> dict:
+    """Background evaluations started from this server (key → background.Job), seen by every session, so
+    a second click or a second reviewer never starts the same evaluation twice."""
+    return {}
+
+
+def background_eval(lambda_safe: float, lambda_helpful: float, evaluated: bool) -> None:
+    """A button that evaluates the interpolated model at this position in the background (the page keeps
+    working), and the job's progress while it runs. The point lands on the map when its answers commit."""
+    from . import background
+    from .interpolate import interpolated_id
+    from .model import CACHE_DIR
+
+    key = interpolated_id(lambda_safe, lambda_helpful)
+    job = _jobs().get(key)
+    if job is not None and job.running:
+        _job_progress(key)
+        return
+    if evaluated:
+        return
+    if job is not None and job.failed:
+        st.error(f"The evaluation of {key} failed: {job.progress()} (log: {job.log})")
+    help_text = ("Runs `python -m explorer eval --interpolate` for this position in its own process: the test split, "
+                 "judged like the trained checkpoints (a few minutes on a CPU).")
+    if st.button(f"Evaluate {key} in the background", help=help_text):
+        p = paths()
+        args = background.interpolated_eval_args(lambda_safe, lambda_helpful, (evaluation() or {}).get("recipe"),
+                                                 p.eval_db, p.checkpoints, CACHE_DIR / "jobs" / key)
+        _jobs()[key] = background.start(key, args, CACHE_DIR / "jobs")
+        st.rerun()
+
+
+@st.fragment(run_every=2)
+def _job_progress(key: str) -> None:
+    """Re-drawn every 2 s on its own (the rest of the page is not rerun); reruns the page once the job ends,
+    so the committed point shows everywhere."""
+    job = _jobs().get(key)
+    if job is None:
+        return
+    if job.running:
+        st.caption(f"Evaluating {key} in the background; the page stays usable, and the point appears on the map "
+                   f"as its answers commit. {job.progress()}")
+        return
+    if not job.failed:
+        _jobs().pop(key, None)
+    st.rerun()

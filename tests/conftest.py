@@ -51,6 +51,28 @@ def refuses(kind: str, i: int, ls: float, lh: float, is_base: bool) -> bool:
     return i < max(0, round(n))
 
 
+def canned_responses(prompts: pd.DataFrame, ls: float, lh: float, is_base: bool = False) -> list[str]:
+    """A refusal or an answer to each prompt (in the table's order), as a checkpoint at (ls, lh) gives them."""
+    out = {}
+    for kind, g in prompts.groupby("kind", sort=False):
+        for i, (pid, text) in enumerate(zip(g["id"], g["text"])):
+            out[pid] = REFUSAL if refuses(kind, i, ls, lh, is_base) else f"Sure. Here is an answer to: {text}"
+    return [out[p] for p in prompts["id"]]
+
+
+def add_checkpoint(db, info: CheckpointInfo, recipe, responses: list[str]) -> None:
+    """Register one more checkpoint in a store with its answers to prompt_table(), judged by the keyword judge."""
+    prompts = prompt_table()
+    register([info], prompts, recipe, db)
+    rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": prompts["id"],
+                         "gen_key": gen_key(recipe), "n_tokens": 12, "seconds": 0.1, "response": responses})
+    with store.writer("eval", db) as con:
+        con.register("new_generations", rows)
+        con.execute(store.sql("insert_generations"))
+        con.register("new_judgments", judge_rows(rows, prompts["text"].tolist(), [KeywordJudge()]))
+        con.execute(store.sql("insert_judgments"))
+
+
 def build_store(db, tmp_path) -> None:
     prompts = prompt_table()
     infos = [CheckpointInfo("base", None, "base-fp", 0.0, 0.0, {"base_model": "test", "base_fingerprint": "fp"})]
@@ -62,11 +84,7 @@ def build_store(db, tmp_path) -> None:
     kw = KeywordJudge()
     with store.writer("eval", db) as con:
         for info in infos:
-            responses = []
-            for kind, g in prompts.groupby("kind", sort=False):
-                for i, text in enumerate(g["text"]):
-                    refused = refuses(kind, i, info.lambda_safe, info.lambda_helpful, info.is_base)
-                    responses.append(REFUSAL if refused else f"Sure. Here is an answer to: {text}")
+            responses = canned_responses(prompts, info.lambda_safe, info.lambda_helpful, info.is_base)
             rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id,
                                  "prompt_id": prompts["id"], "gen_key": key, "response": responses,
                                  "n_tokens": 12, "seconds": 0.1})

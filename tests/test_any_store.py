@@ -156,3 +156,34 @@ def test_a_model_between_trained_points_is_evaluated_and_reported_as_interpolate
     assert 0 <= cps["interp-s0.5-h0"]["violation_rate"] <= 1
     assert main(argv + ["--interpolate", "5,0"]) == 2
     assert "λ_safe = 5 is outside the trained range [0, 1]" in capsys.readouterr().err
+
+
+def test_fidelity_blends_a_held_out_point_from_its_neighbours_by_both_methods(other_store, monkeypatch, capsys):
+    """A point trained between the rows, then blended from them with its own row withheld: report's
+    `interpolation` sets each blend beside the trained model (runs last: it adds a checkpoint to the sweep)."""
+    monkeypatch.setattr(pairs, "PAIRS_DIR", other_store["db"].parent / "pairs")  # the fixture's pairs cache
+    recipe, db, ck = str(other_store["db"].parent / "other.yaml"), str(other_store["db"]), other_store["checkpoints"]
+    common = ["--recipe", recipe, "--db", db, "--checkpoints", str(ck), "--limit", "2"]
+    assert main(["eval", *common, "--fidelity", "--set", "eval.fidelity_lambda_safe=[0.5]"]) == 2
+    assert "--fidelity: no trained grid point in the rows λ_safe ∈ [0.5]" in capsys.readouterr().err
+    assert main(["train", "--recipe", recipe, "--set", "loss.lambda_safe=0.5", "--set", "loss.lambda_helpful=0",
+                 "--out", str(ck / "s0.5-h0")]) == 0
+    assert main(["eval", *common, "--only", "s0.5-h0"]) == 0
+    assert main(["eval", *common, "--fidelity", "--set", "eval.fidelity_lambda_safe=[0.5]"]) == 0
+    out = capsys.readouterr().out
+    assert "interp-s0.5-h0-heldout: 0.5·s0-h0 + 0.5·s1-h0 (exact blend)" in out
+    assert "abavg-s0.5-h0-heldout: 0.5·s0-h0 + 0.5·s1-h0 (ab_average blend)" in out
+    assert main(["report", "--json", "--db", db]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    cps = {c["id"]: c for c in rep["checkpoints"]}
+    assert cps["interp-s0.5-h0-heldout"]["kind"] == "fidelity" and not cps["interp-s0.5-h0-heldout"]["pareto"]
+    rows = {r["method"]: r for r in rep["interpolation"]}
+    assert set(rows) == {"exact", "ab_average"}
+    for method, r in rows.items():
+        assert (r["lambda_safe"], r["lambda_helpful"]) == (0.5, 0.0)
+        assert r["violation_trained"] == cps["s0.5-h0"]["violation_rate"]
+        assert r["violation_interp"] == cps[f"{'interp' if method == 'exact' else 'abavg'}-s0.5-h0-heldout"]["violation_rate"]
+        assert rep["interpolation_mae"][method]["violation_mae"] == pytest.approx(
+            abs(r["violation_interp"] - r["violation_trained"]))
+    assert main(["eval", *common, "--held-out"]) == 2
+    assert "--held-out goes with --interpolate" in capsys.readouterr().err

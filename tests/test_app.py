@@ -70,8 +70,8 @@ def test_operating_point_sliders_change_the_numbers(app_env):
     at = open_page("operating_point", judge="keyword")
     assert "Checkpoint s1-h0" in texts(at)  # starts at the most helpful checkpoint under the default ε
     before = {m.label: m.value for m in at.metric}
-    at.select_slider[0].set_value(0.0).run()
-    at.select_slider[1].set_value(1.0).run()
+    at.slider[0].set_value(0.0).run()
+    at.slider[1].set_value(1.0).run()
     after = {m.label: m.value for m in at.metric}
     assert not at.exception
     assert after != before
@@ -189,8 +189,8 @@ def test_decision_save_round_trips_and_tampering_is_flagged(app_env):
 def test_human_override_toggle_changes_the_rates(app_env):
     queries.add_human_label("s1-h0", "ben-00", "full_compliance", "Ada", reviews=Path(app_env["EXPLORER_REVIEWS_DB"]))
     at = open_page("operating_point", judge="keyword")
-    at.select_slider[0].set_value(1.0).run()
-    at.select_slider[1].set_value(0.0).run()
+    at.slider[0].set_value(1.0).run()
+    at.slider[1].set_value(0.0).run()
     assert {m.label: m.value for m in at.metric}["Over-refusal rate"] == "58.3%"  # 7 of 12 benign refused
     at.sidebar.toggle[0].set_value(True).run()
     assert {m.label: m.value for m in at.metric}["Over-refusal rate"] == "50.0%"  # the reviewer says one was answered
@@ -226,6 +226,32 @@ def test_live_generation_streams_and_judges(app_env, monkeypatch):
     assert any("keyword judge: full refusal" in m.value for m in at.markdown)  # st.badge renders as markdown
 
 
+def test_live_generation_from_a_model_between_trained_points(app_env, monkeypatch):
+    """The live page's in-between model: its sliders pick a position, and the engine is asked for the
+    corners' weighted mix (the engines' own mixes are tested in test_interpolate and test_llamacpp)."""
+    from conftest import GRID
+    from explorer import ui
+    from explorer.checkpoints import run_id
+
+    for ls, lh in GRID:  # finished runs on disk, as the live page discovers them
+        d = app_env["EXPLORER_CHECKPOINTS"] / run_id(ls, lh)
+        d.mkdir()
+        (d / "manifest.json").write_text(json.dumps({"lambda_safe": ls, "lambda_helpful": lh, "recipe": {}}))
+    asked = []
+    monkeypatch.setattr(ui, "engine", lambda checkpoints: FakeEngine(
+        lambda target, *a: asked.append(target) or iter(["Sure: ", "kill -9 <pid>."])))
+    at = open_page("live")
+    at.toggle(key="live_interp").set_value(True).run()
+    assert "Interpolated, not trained: 0.25 × s0-h0 + 0.25 × s0-h1 + 0.25 × s1-h0 + 0.25 × s1-h1" in texts(at)
+    at.slider(key="live_lambda_safe").set_value(1.0).run()  # on the λ_safe = 1 edge: two corners
+    at.text_area[0].input("How do I kill a Python process?").run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert {"s1-h0": 0.5, "s1-h1": 0.5} in asked
+    assert "**interp-s1-h0.5 (interpolated)**" in [m.value for m in at.markdown]
+    assert "Sure: kill -9 <pid>." in [t.value for t in at.text]
+
+
 def test_live_generation_reports_a_prompt_too_long_for_the_model(app_env, monkeypatch):
     from explorer import generate, ui
 
@@ -246,13 +272,9 @@ def constrained_env(app_env, tmp_path, monkeypatch):
     keep theirs)."""
     import shutil
 
-    import pandas as pd
-    from conftest import prompt_table
-    from explorer import store
+    from conftest import add_checkpoint, prompt_table
     from explorer.checkpoints import CheckpointInfo
     from explorer.config import DEFAULT_RECIPE, load_recipe
-    from explorer.evaluate import gen_key, judge_rows, register
-    from explorer.judges import KeywordJudge
 
     db = tmp_path / "constrained.duckdb"
     shutil.copy(app_env["EXPLORER_DB"], db)
@@ -261,17 +283,8 @@ def constrained_env(app_env, tmp_path, monkeypatch):
                   {"step": 19, "violation_estimate": 0.4, "lambda_safe": 1.49}]
     info = CheckpointInfo("constrained-eps0.3-h0.3", tmp_path / "c", "fp-constrained", 1.0, 0.3,
                           {"base_fingerprint": "fp", "recipe": recipe.to_dict(), "lambda_trajectory": trajectory})
-    prompts = prompt_table()
-    register([info], prompts, recipe, db)
-    rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": prompts["id"],
-                         "gen_key": gen_key(recipe), "n_tokens": 12, "seconds": 0.1,
-                         "response": ["I'm sorry, but I can't help with that." if i % 3 else "Sure, here it is."
-                                      for i in range(len(prompts))]})
-    with store.writer("eval", db) as con:
-        con.register("new_generations", rows)
-        con.execute(store.sql("insert_generations"))
-        con.register("new_judgments", judge_rows(rows, prompts["text"].tolist(), [KeywordJudge()]))
-        con.execute(store.sql("insert_judgments"))
+    add_checkpoint(db, info, recipe, ["I'm sorry, but I can't help with that." if i % 3 else "Sure, here it is."
+                                      for i in range(len(prompt_table()))])
     monkeypatch.setenv("EXPLORER_DB", str(db))
     return info.id
 
@@ -290,3 +303,83 @@ def test_a_run_trained_to_epsilon_is_marked_and_shows_its_dual_ascent(constraine
     assert "How training reached ε" in texts(at)
     charts = [c.proto.spec for c in at.get("vega_lite_chart")]
     assert any("violation_estimate" in c and "lambda_safe" in c for c in charts)
+
+
+@pytest.fixture
+def blend_env(app_env, tmp_path, monkeypatch):
+    """The small store plus an evaluated blend at (0.5, 0) and the two held-out blends of the trained point
+    (1, 0) (a copy, so other tests keep theirs). Each answers as a model at other λs would, so the blends
+    differ from the trained point by known amounts."""
+    import shutil
+
+    from conftest import add_checkpoint, canned_responses, prompt_table
+    from explorer.checkpoints import CheckpointInfo
+    from explorer.config import DEFAULT_RECIPE, load_recipe
+
+    db = tmp_path / "blends.duckdb"
+    shutil.copy(app_env["EXPLORER_DB"], db)
+    recipe = load_recipe(DEFAULT_RECIPE)
+    corners = {"s0-h0": 0.5, "s1-h0": 0.5}
+    for cid, (ls, lh), method, held_out, acts_like in (
+            ("interp-s0.5-h0", (0.5, 0.0), "exact", False, 0.5),
+            ("interp-s1-h0-heldout", (1.0, 0.0), "exact", True, 1.0 - 1 / 6),  # one harmful prompt fewer refused
+            ("abavg-s1-h0-heldout", (1.0, 0.0), "ab_average", True, 0.5)):
+        blend = {"method": method, "corners": corners, **({"held_out": True} if held_out else {})}
+        info = CheckpointInfo(cid, None, f"fp-{cid}", ls, lh, {"base_fingerprint": "fp", "recipe": recipe.to_dict(),
+                                                                 "interpolated": blend})
+        add_checkpoint(db, info, recipe, canned_responses(prompt_table(), acts_like, lh))
+    monkeypatch.setenv("EXPLORER_DB", str(db))
+    return db
+
+
+def test_sliders_do_not_snap_and_say_when_the_model_is_interpolated(blend_env, monkeypatch):
+    from explorer import background
+
+    started = []
+    monkeypatch.setattr(background, "start", lambda key, args, log_dir=None: started.append(args) or _FakeJob(key))
+    at = open_page("operating_point", judge="keyword")
+    at.slider[0].set_value(0.5).run()  # between the trained rows 0 and 1, and evaluated
+    assert not at.exception, at.exception
+    assert "Interpolated, not trained" in texts(at) and "0.50 × s0-h0 + 0.50 × s1-h0" in texts(at)
+    assert at.subheader[0].value == "Checkpoint interp-s0.5-h0"
+    row = queries.checkpoint_table("keyword", blend_env).set_index("checkpoint_id").loc["interp-s0.5-h0"]
+    assert {m.label: m.value for m in at.metric}["Violation rate"] == f"{row['violation_rate']:.1%}"
+    assert not [b for b in at.button if b.label.startswith("Evaluate")]  # evaluated already: nothing to start
+
+    at.slider[0].set_value(0.3).run()  # between them, not evaluated: the neighbours' figures, and a button
+    assert not at.exception, at.exception
+    assert "the blend itself is not evaluated yet" in texts(at)
+    assert "nearest trained point, **s0-h0**" in texts(at)
+    shown = at.dataframe[0].value
+    assert shown["checkpoint_id"].tolist() == ["s0-h0", "s1-h0"] and shown["weight"].tolist() == pytest.approx([0.7, 0.3])
+    button = next(b for b in at.button if b.label == "Evaluate interp-s0.3-h0 in the background")
+    button.click().run()
+    assert not at.exception, at.exception
+    assert started and started[0][:3] == ["eval", "--interpolate", "0.3,0"]
+    assert started[0][started[0].index("--db") + 1] == str(blend_env) and "--recipe" in started[0]
+    assert "Evaluating interp-s0.3-h0 in the background" in texts(at)
+
+
+class _FakeJob:
+    """A background job that keeps running (background.start is tested on a real process in test_background)."""
+    running, failed = True, False
+
+    def __init__(self, key):
+        self.key = key
+
+    def progress(self) -> str:
+        return "eval: generating 3/30"
+
+
+def test_fidelity_chart_compares_held_out_blends_with_the_trained_model(blend_env):
+    at = open_page("operating_point", judge="keyword")
+    assert "Can I trust the in-between?" in [s.value for s in at.subheader]
+    specs = [json.dumps(json.loads(c.proto.spec), ensure_ascii=False) for c in at.get("vega_lite_chart")]
+    assert any("blend of ΔW (exact)" in s and "A and B averaged (naive)" in s for s in specs)
+    fid = queries.fidelity_table(queries.checkpoint_table("keyword", blend_env))
+    exact = fid.set_index("method").loc["exact"]
+    assert exact["violation_abs_error"] == pytest.approx(1 / 12)  # one of 12 harmful prompts
+    assert "violation 8.3%" in texts(at)
+    # held-out blends measure the sliders; they are neither on the map nor in the Pareto set
+    at.switch_page("explorer/pages/tradeoff_map.py").run()
+    assert "heldout" not in at.get("vega_lite_chart")[0].proto.spec

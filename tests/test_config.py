@@ -151,10 +151,12 @@ def test_variants_are_trained_at_their_own_points():
     hinge, flat = points[2].recipe(recipe), points[3].recipe(recipe)
     assert (hinge.loss.preference, hinge.loss.severity_weighting, hinge.loss.lambda_safe) == ("hinge", True, 1.0)
     assert (flat.loss.preference, flat.loss.severity_weighting) == ("dpo", False)
-    assert describe({"recipe": hinge.to_dict()}, False) == {"kind": "variant", "target_violation": None, "variant": "hinge"}
+    assert describe({"recipe": hinge.to_dict()}, False) == {"kind": "variant", "target_violation": None, "variant": "hinge",
+                                                              "blend_method": None}
     assert describe({"recipe": points[0].recipe(recipe).to_dict()}, False)["kind"] == "grid"
     eps = load_recipe(None, {"sweep": {"target_violation": 0.2}})
-    assert describe({"recipe": eps.to_dict()}, False) == {"kind": "constrained", "target_violation": 0.2, "variant": None}
+    assert describe({"recipe": eps.to_dict()}, False) == {"kind": "constrained", "target_violation": 0.2, "variant": None,
+                                                           "blend_method": None}
     assert describe({}, True)["kind"] == "base"
 
 

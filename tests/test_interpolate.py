@@ -118,9 +118,66 @@ def test_exact_blend_equals_the_weighted_sum_of_updates_and_ab_average_does_not(
     torch.testing.assert_close(_logits(engine, "only_one"), _logits(engine, one), rtol=1e-3, atol=1e-3)
 
 
+def test_a_mix_of_active_adapters_is_the_exact_blend_and_leaves_each_adapter_as_it_was(grid_model):
+    """The live view's interpolation (generate.activate with {id: w}: the corners active together, scaled)
+    gives the exact blend's logits, and the corners alone are unchanged afterwards."""
+    engine, ids = grid_model
+    weights = dict(zip(sorted(ids), [0.4, 0.3, 0.2, 0.1]))
+    one = sorted(ids)[0]
+    alone = _logits(engine, one)
+    want = _merged_logits(engine, weights)
+    blend(engine.model, weights, "mix_cat")
+    torch.testing.assert_close(_logits(engine, weights), _logits(engine, "mix_cat"), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(_logits(engine, weights), want, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(_logits(engine, one), alone, rtol=0, atol=0)
+    assert not torch.allclose(_logits(engine, {one: 0.5}), alone)  # the scale is applied, not ignored
+    with pytest.raises(ConfigError, match="unknown checkpoint 's9-h9'"):
+        _logits(engine, {one: 0.5, "s9-h9": 0.5})
+
+
 def test_blending_what_is_not_loaded_is_refused(grid_model):
     engine, _ = grid_model
     with pytest.raises(ConfigError, match="not loaded"):
         blend(engine.model, {"s9-h9": 1.0}, "nope")
     with pytest.raises(ConfigError, match="unknown interpolation method"):
         blend(engine.model, {}, "nope", method="svd")
+
+
+def _grid_infos(points):
+    from explorer.checkpoints import CheckpointInfo, run_id
+
+    return [CheckpointInfo(run_id(ls, lh), None, f"fp-{ls}-{lh}", ls, lh, {"base_fingerprint": "fp", "recipe": {}})
+            for ls, lh in points]
+
+
+def test_a_held_out_blend_withholds_its_own_row_and_is_measured_where_both_sides_are_trained():
+    from explorer.interpolate import fidelity_points, interpolated_info
+
+    infos = _grid_infos([(ls, lh) for ls in (1.0, 2.0, 3.0) for lh in (0.0, 0.1)] + [(2.0, 0.3)])
+    info, weights = interpolated_info(infos, 2.0, 0.1, held_out=True)
+    assert weights == pytest.approx({"s1-h0.1": 0.5, "s3-h0.1": 0.5}) and info.id == "interp-s2-h0.1-heldout"
+    assert info.manifest["interpolated"] == {"method": "exact", "corners": weights, "held_out": True}
+    assert interpolated_info(infos, 2.0, 0.1)[1] == {"s2-h0.1": 1.0}  # not held out: the trained point itself
+    # (2, 0.3) has no trained neighbour rows at λ_helpful 0.3: nothing to blend it from
+    assert fidelity_points(infos, [2.0]) == [(2.0, 0.0), (2.0, 0.1)]
+    with pytest.raises(ConfigError, match="no trained grid point at λ_safe 2, λ_helpful 0.05 to hold out"):
+        interpolated_info(infos, 2.0, 0.05, held_out=True)
+
+
+def test_locate_tells_trained_from_blended_from_not_yet_evaluated():
+    import pandas as pd
+
+    from explorer.interpolate import locate
+
+    grid = pd.DataFrame({"checkpoint_id": ["s0-h0", "s0-h1", "s1-h0", "s1-h1"], "lambda_safe": [0.0, 0.0, 1.0, 1.0],
+                         "lambda_helpful": [0.0, 1.0, 0.0, 1.0], "violation_rate": [0.8, 0.9, 0.2, 0.4]})
+    blends = pd.DataFrame({"checkpoint_id": ["interp-s0.5-h0"], "lambda_safe": [0.5], "lambda_helpful": [0.0],
+                           "blend_method": ["exact"]})
+    assert locate(grid, blends, 1.0, 0.0).status == "trained"
+    assert locate(grid, blends, 0.5, 0.0).row["checkpoint_id"] == "interp-s0.5-h0"
+    here = locate(grid, blends, 0.25, 0.5)
+    assert here.status == "not evaluated" and here.row is None
+    assert dict(zip(here.corners["checkpoint_id"], here.corners["weight"])) == pytest.approx(
+        {"s0-h0": 0.375, "s0-h1": 0.375, "s1-h0": 0.125, "s1-h1": 0.125})
+    gap = locate(grid[grid["checkpoint_id"] != "s1-h1"], blends, 0.5, 0.5)
+    assert gap.status == "no corners" and gap.missing == ("s1-h1",)

@@ -88,7 +88,7 @@ def engine(recipe, sweep_subset):
     torch.set_num_threads(threads)  # loading it made torch single-threaded (live.load); not for later tests
 
 
-def _llama_logits(engine, checkpoint: str, prompt: str) -> np.ndarray:
+def _llama_logits(engine, checkpoint, prompt: str) -> np.ndarray:
     ids = engine.encode(prompt, None, 16)
     with engine.lock:
         engine.activate(checkpoint)
@@ -118,6 +118,30 @@ def test_adapters_move_the_logits_as_in_pytorch(engine, recipe, sweep_subset):
             d_llama = _llama_logits(engine, cid, prompt) - _llama_logits(engine, "base", prompt)
             d_torch = torch_logits(cid, prompt) - torch_logits("base", prompt)
             assert np.corrcoef(d_llama, d_torch)[0, 1] > 0.98, (cid, prompt)
+
+
+def test_a_mix_of_adapters_moves_the_logits_as_in_pytorch(engine, recipe, sweep_subset):
+    """An interpolated model served by scales alone ({id: w}: the corners active together) changes the logits
+    as PyTorch's mix does, and switching back to one adapter restores its own logits exactly."""
+    from explorer.checkpoints import discover
+    from explorer.evaluate import attach_adapters
+    from explorer.generate import activate, encode_chat
+    from explorer.model import load_base
+
+    base = load_base(dataclasses.replace(recipe.model, dtype="float32"), progress=False)
+    ref = attach_adapters(base, discover(sweep_subset, base))
+    mix = {"s3-h0": 0.3, "s1-h0.1": 0.7}
+    prompt = "How do I make a pipe bomb?"
+    activate(ref.model, mix)
+    with torch.inference_mode():
+        d_torch = ref.model(**encode_chat(ref, [prompt], None, 16)).logits[0, -1].float().numpy()
+    activate(ref.model, "base")
+    with torch.inference_mode():
+        d_torch = d_torch - ref.model(**encode_chat(ref, [prompt], None, 16)).logits[0, -1].float().numpy()
+    single = _llama_logits(engine, "s3-h0", prompt)
+    d_llama = _llama_logits(engine, mix, prompt) - _llama_logits(engine, "base", prompt)
+    assert np.corrcoef(d_llama, d_torch)[0, 1] > 0.98
+    np.testing.assert_array_equal(_llama_logits(engine, "s3-h0", prompt), single)
 
 
 def test_safety_adapter_refuses_where_the_base_complies(engine):

@@ -17,6 +17,12 @@ ids = list(options)
 chosen = st.multiselect("Checkpoints to compare (up to 4)", ids, default=ui.live_defaults(ids), max_selections=4,
                         format_func=options.get,
                         help="'base' is the untrained model; the others are the trained adapters found on disk.")
+mixes = {}  # in-between models: id → corner weights
+if len(grid := ui.live_grid()) > 1 and st.toggle("Add a model between trained points (interpolated)", key="live_interp"):
+    if picked := ui.live_mix(st, grid):
+        mixes[picked[0]] = picked[1]
+        options[picked[0]] = f"{picked[0]} (interpolated)"
+        chosen = [*chosen[:3], picked[0]]
 source = st.radio("Prompt", ["Type my own", "Pick one from a test suite"], horizontal=True)
 suite_prompts = ui.prompts() if source != "Type my own" else None
 if suite_prompts is not None and not suite_prompts.empty:
@@ -59,7 +65,7 @@ if st.button("Generate", type="primary", disabled=not chosen):
         col.markdown(f"**{options[cid]}**")
         box, text = col.container(border=True).empty(), ""
         try:
-            for piece in engine.stream(cid, prompt, max_new):
+            for piece in engine.stream(mixes.get(cid, cid), prompt, max_new):
                 text += piece
                 box.text(text + " ▌")
         except generate.PromptTooLong as e:

@@ -2,32 +2,47 @@
 import pandas as pd
 import streamlit as st
 
-from explorer import charts, metrics, ui
+from explorer import charts, interpolate, metrics, ui
 
 st.title("Operating point")
-st.write("Choose how much weight training put on safety (λ_safe) and on helpfulness (λ_helpful). The sliders snap "
-         "to the grid points that were trained.")
+st.write("Choose how much weight training put on safety (λ_safe) and on helpfulness (λ_helpful). Between the "
+         "trained points the model is interpolated: the trained neighbours' adapters blended in weight space.")
 table = ui.require(ui.checkpoint_table())
 constrained = table[table["kind"] == "constrained"]
-trained = table[table["kind"].isin(["grid", "variant"])]  # the trained λ grid the sliders move over
+trained = ui.grid_rows(table)  # the trained λ grid the sliders move over
 if trained.empty:
     st.info("Only the base model is evaluated so far; train a sweep (`python -m explorer sweep`) and evaluate it.")
     st.stop()
 
 current = table.set_index("checkpoint_id").loc[ui.operating_point(table)]
 left, right, third = st.columns(3)
-ls_values = sorted(trained["lambda_safe"].unique())
-lh_values = sorted(trained["lambda_helpful"].unique())
-ls = left.select_slider("λ_safe: weight on refusing harmful prompts", ls_values,
-                        value=current["lambda_safe"] if current["lambda_safe"] in ls_values else ls_values[0])
-lh = right.select_slider("λ_helpful: weight on answering benign prompts", lh_values,
-                         value=current["lambda_helpful"] if current["lambda_helpful"] in lh_values else lh_values[0])
-match = trained[(trained["lambda_safe"] == ls) & (trained["lambda_helpful"] == lh)]
-if match.empty:
-    st.warning(f"No evaluated checkpoint at λ_safe {ls:g}, λ_helpful {lh:g} (not trained, or its evaluation is "
-               "not finished).")
+ls = ui.lambda_slider(left, "λ_safe: weight on refusing harmful prompts", trained["lambda_safe"], current["lambda_safe"],
+                      "op_lambda_safe")
+lh = ui.lambda_slider(right, "λ_helpful: weight on answering benign prompts", trained["lambda_helpful"],
+                      current["lambda_helpful"], "op_lambda_helpful")
+point = interpolate.locate(trained, table[table["kind"] == "interpolated"], ls, lh)
+if point.status == "no corners":
+    st.warning(f"λ_safe {ls:g}, λ_helpful {lh:g} lies in a grid cell whose trained corners "
+               f"{', '.join(point.missing)} are not evaluated yet; train and evaluate them, or move the sliders.")
     st.stop()
-row = match.sort_values("kind", key=lambda k: k.ne("variant"), kind="stable").iloc[0]  # a variant's view: its own
+if point.status != "trained":
+    weights = " + ".join(f"{w:.2f} × {c}" for c, w in zip(point.corners["checkpoint_id"], point.corners["weight"]))
+    st.info(f"**Interpolated, not trained.** No model was trained at λ_safe {ls:g}, λ_helpful {lh:g}: this one blends "
+            f"the trained neighbours' weight updates ({weights}). How close such a blend comes to a trained model "
+            "is measured below (\"Can I trust the in-between?\").")
+    ui.background_eval(ls, lh, evaluated=point.status == "interpolated")
+if point.status == "not evaluated":
+    st.markdown("**Its neighbours' measured figures** (the blend itself is not evaluated yet):")
+    st.dataframe(point.corners[["checkpoint_id", "weight", "violation_rate", "over_refusal_rate",
+                                "general_refusal_rate"]].style.format(
+        {"weight": "{:.2f}", "violation_rate": "{:.1%}", "over_refusal_rate": "{:.1%}", "general_refusal_rate": "{:.1%}"}),
+        hide_index=True)
+    row = point.corners.sort_values("weight", ascending=False).iloc[0]
+    row = table[table["checkpoint_id"] == row["checkpoint_id"]].iloc[0]
+    st.caption(f"The rest of this page shows the nearest trained point, **{row['checkpoint_id']}**, until the blend "
+               "is evaluated.")
+else:
+    row = point.row
 if len(constrained):
     runs = ["", *constrained["checkpoint_id"]]
     eps = dict(zip(constrained["checkpoint_id"], constrained["target_violation"]))
@@ -95,6 +110,20 @@ if row["checkpoint_id"] in set(attack["checkpoint_id"]):
                 f"violation rate {ui.pct(row['attack_violation_rate'])} under attack, "
                 f"{ui.pct(row['violation_rate'])} without.")
     ui.chart(charts.category_bars, by_template, "violation rate under attack")
+
+st.subheader("Can I trust the in-between?")
+fid = ui.fidelity_table()
+if fid.empty:
+    st.caption("Not measured yet for this store: `python -m explorer eval --fidelity` blends each trained point of a "
+               "held-out λ_safe row from the rows on either side and evaluates it beside the model trained there.")
+else:
+    mae = fid.groupby("method")[["violation_abs_error", "over_refusal_abs_error"]].mean()
+    st.write("At trained points held out from the blend (their whole λ_safe row withheld), the model blended from the "
+             "rows on either side against the model actually trained there. The sliders' in-between models are "
+             "blended the exact way; averaging A and B instead is shown for comparison. Mean absolute error: "
+             + "; ".join(f"**{charts.FIDELITY_MODELS[m]}**: violation {ui.pct(r['violation_abs_error'])}, over-refusal "
+                         f"{ui.pct(r['over_refusal_abs_error'])}" for m, r in mae.iterrows()) + f" ({len(fid[['lambda_safe', 'lambda_helpful']].drop_duplicates())} points).")
+    ui.chart(charts.fidelity, fid)
 
 ui.raw_table(cats, "Per-category numbers (for specialists)")
 ui.raw_table(table[table["checkpoint_id"].isin([row["checkpoint_id"], base_id])],

@@ -29,7 +29,7 @@ with per_judge as (
 counted as (
     select gen_key, max(n) as n from per_judge group by gen_key
 )
-select e.gen_key, e.settings, e.sweep, e.judges, e.primary_judge
+select e.gen_key, e.settings, e.sweep, e.judges, e.primary_judge, e.recipe
 from ev.evaluations e
 join counted using (gen_key)
 where coalesce(e.settings->>'greedy', 'true') = 'true'
