@@ -5,15 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from streamlit.testing.v1 import AppTest
 
 from explorer import pairs
 from explorer.__main__ import main
 from explorer.config import load_recipe
-from explorer.sweep import run_sweep
 
-from tiny import tiny_recipe
+from tiny import tiny_recipe, tiny_sweep_store
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 MAX_NEW_TOKENS = 6  # default.yaml says 48
@@ -30,14 +28,9 @@ def other_store(tiny_dir, tmp_path_factory):
                          train={"steps": 2},
                          eval={"max_new_tokens": MAX_NEW_TOKENS, "judges": ["keyword", "embedding"],
                                "primary_judge": "embedding"})
+    db, _ = tiny_sweep_store(recipe, work)
     path = work / "other.yaml"
-    path.write_text(yaml.safe_dump(json.loads(json.dumps(recipe.to_dict()))))  # tuples → lists
     assert load_recipe(path).to_dict() == recipe.to_dict()
-    run_sweep(recipe, root=work / "checkpoints", progress=False)
-    db = work / "eval.duckdb"
-    rc = main(["eval", "--recipe", str(path), "--checkpoints", str(work / "checkpoints" / "other"),
-               "--db", str(db), "--limit", "2"])
-    assert rc == 0
     sampled = ["eval", "--recipe", str(path), "--checkpoints", str(work / "checkpoints" / "other"), "--db", str(db),
                "--sampled", "--only", "base", "s1-h0", "--limit", "2", "--set", "eval.samples=3",
                "--set", "eval.sampled_prompts=2"]
@@ -156,6 +149,34 @@ def test_a_model_between_trained_points_is_evaluated_and_reported_as_interpolate
     assert 0 <= cps["interp-s0.5-h0"]["violation_rate"] <= 1
     assert main(argv + ["--interpolate", "5,0"]) == 2
     assert "λ_safe = 5 is outside the trained range [0, 1]" in capsys.readouterr().err
+
+
+def test_a_background_evaluation_from_the_page_lands_on_the_map(other_store, monkeypatch, tmp_path):
+    """The operating-point page's button starts a real `eval --interpolate` process with the store's recipe;
+    the page keeps answering while it runs, and the point is on the map once it has committed."""
+    import time
+
+    from explorer import ui
+
+    monkeypatch.setenv("EXPLORER_DB", str(other_store["db"]))
+    monkeypatch.setenv("EXPLORER_REVIEWS_DB", str(tmp_path / "reviews.duckdb"))
+    monkeypatch.setenv("EXPLORER_CHECKPOINTS", str(other_store["checkpoints"]))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("explorer/pages/operating_point.py").run()
+    at.slider(key="op_lambda_safe").set_value(0.3).run()
+    next(b for b in at.button if b.label == "Evaluate interp-s0.3-h0 in the background").click().run()
+    assert not at.exception, at.exception
+    job = ui._jobs()["interp-s0.3-h0"]
+    assert "interp-s0.3-h0" in " ".join(c.value for c in at.caption)  # its progress, while it runs
+    deadline = time.monotonic() + 600
+    while job.running and time.monotonic() < deadline:
+        at.run()  # the page keeps working meanwhile
+        assert not at.exception, at.exception
+        time.sleep(2)
+    assert not job.failed, job.log.read_text()[-2000:]
+    at.switch_page("explorer/pages/tradeoff_map.py").run()
+    shown = at.dataframe[-1].value.set_index("checkpoint_id")
+    assert shown.loc["interp-s0.3-h0", "kind"] == "interpolated" and 0 <= shown.loc["interp-s0.3-h0", "violation_rate"] <= 1
 
 
 def test_fidelity_blends_a_held_out_point_from_its_neighbours_by_both_methods(other_store, monkeypatch, capsys):

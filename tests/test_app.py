@@ -351,7 +351,8 @@ def test_sliders_do_not_snap_and_say_when_the_model_is_interpolated(blend_env, m
     assert "the blend itself is not evaluated yet" in texts(at)
     assert "nearest trained point, **s0-h0**" in texts(at)
     shown = at.dataframe[0].value
-    assert shown["checkpoint_id"].tolist() == ["s0-h0", "s1-h0"] and shown["weight"].tolist() == pytest.approx([0.7, 0.3])
+    assert shown["trained neighbour"].tolist() == ["s0-h0", "s1-h0"]
+    assert shown["weight in the blend"].tolist() == pytest.approx([0.7, 0.3])
     button = next(b for b in at.button if b.label == "Evaluate interp-s0.3-h0 in the background")
     button.click().run()
     assert not at.exception, at.exception

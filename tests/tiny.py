@@ -44,3 +44,22 @@ def tiny_recipe(model_dir: Path, name: str = "tiny", **sections) -> Recipe:
     for k, v in sections.items():
         over.setdefault(k, {}).update(v)
     return load_recipe(None, over)
+
+
+def tiny_sweep_store(recipe: Recipe, work: Path, limit: int = 2) -> tuple[Path, Path]:
+    """Train `recipe`'s sweep under work/checkpoints and evaluate it into work/eval.duckdb through the CLI
+    (at most `limit` prompts per suite), as a user would. Returns (store, sweep directory). Callers point
+    explorer.pairs.PAIRS_DIR somewhere temporary first."""
+    import json
+
+    import yaml
+
+    from explorer.__main__ import main
+    from explorer.sweep import run_sweep
+
+    path = Path(work) / f"{recipe.sweep.name}.yaml"
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(recipe.to_dict()))))  # tuples → lists
+    run_sweep(recipe, root=Path(work) / "checkpoints", progress=False)
+    db, sweep = Path(work) / "eval.duckdb", Path(work) / "checkpoints" / recipe.sweep.name
+    assert main(["eval", "--recipe", str(path), "--checkpoints", str(sweep), "--db", str(db), "--limit", str(limit)]) == 0
+    return db, sweep

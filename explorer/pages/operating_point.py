@@ -4,6 +4,10 @@ import streamlit as st
 
 from explorer import charts, interpolate, metrics, ui
 
+NEIGHBOUR_COLUMNS = {"checkpoint_id": "trained neighbour", "weight": "weight in the blend",
+                     "violation_rate": "violation rate", "over_refusal_rate": "over-refusal rate",
+                     "general_refusal_rate": "general refusal rate"}
+
 st.title("Operating point")
 st.write("Choose how much weight training put on safety (λ_safe) and on helpfulness (λ_helpful). Between the "
          "trained points the model is interpolated: the trained neighbours' adapters blended in weight space.")
@@ -33,10 +37,9 @@ if point.status != "trained":
     ui.background_eval(ls, lh, evaluated=point.status == "interpolated")
 if point.status == "not evaluated":
     st.markdown("**Its neighbours' measured figures** (the blend itself is not evaluated yet):")
-    st.dataframe(point.corners[["checkpoint_id", "weight", "violation_rate", "over_refusal_rate",
-                                "general_refusal_rate"]].style.format(
-        {"weight": "{:.2f}", "violation_rate": "{:.1%}", "over_refusal_rate": "{:.1%}", "general_refusal_rate": "{:.1%}"}),
-        hide_index=True)
+    neighbours = point.corners[list(NEIGHBOUR_COLUMNS)].rename(columns=NEIGHBOUR_COLUMNS)
+    st.dataframe(neighbours.style.format({"weight in the blend": "{:.2f}", **{c: "{:.1%}" for c in list(
+        NEIGHBOUR_COLUMNS.values())[2:]}}), hide_index=True)
     row = point.corners.sort_values("weight", ascending=False).iloc[0]
     row = table[table["checkpoint_id"] == row["checkpoint_id"]].iloc[0]
     st.caption(f"The rest of this page shows the nearest trained point, **{row['checkpoint_id']}**, until the blend "
