@@ -241,3 +241,45 @@ def test_ray_evaluation_matches_the_local_one_and_resumes(tiny_dir, tmp_path, re
     with duckdb.connect(str(local), read_only=True) as a, duckdb.connect(str(remote), read_only=True) as b:
         assert a.execute(rows).fetchall() == b.execute(rows).fetchall()
         assert b.execute("select count(*) from judgments").fetchone()[0] == first["generated"]
+
+
+def test_dual_ascent_moves_log_lambda_by_the_constraint_violation():
+    """log λ ← log λ + η·(v̂ − ε) every `every` steps: up while v̂ > ε, down below it (Safe RLHF's update)."""
+    import math
+
+    estimates = iter([0.6, 0.1])
+    dual = train.DualAscent(lambda model: next(estimates), target=0.3, lr=2.0, every=2, log_lambda=0.0)
+    model = torch.nn.Linear(1, 1)
+    for step in range(4):
+        dual.after_step(step, model)
+    assert [t["step"] for t in dual.trajectory] == [1, 3]
+    assert dual.trajectory[0]["lambda_safe"] == pytest.approx(math.exp(2.0 * 0.3))
+    assert dual.lambda_safe == pytest.approx(math.exp(2.0 * 0.3 + 2.0 * (0.1 - 0.3)))
+    assert model.training  # put back in training mode after each estimate
+
+
+def test_a_constrained_run_records_its_dual_ascent_and_is_not_trained_twice(tiny_dir, tmp_path, monkeypatch):
+    """`sweep --target-violation ε` on the tiny model: λ_safe moved by v̂ measured on dev prompts, its
+    trajectory in the manifest, the run marked constrained; a second call finds it finished."""
+    import math
+
+    from explorer.checkpoints import describe
+    from explorer.sweep import run_constrained
+
+    monkeypatch.setattr(pairs, "PAIRS_DIR", tmp_path / "pairs")
+    recipe = tiny_recipe(tiny_dir, name="eps", sweep={"target_violation": 0.3, "dual_every": 2, "dual_lr": 1.0},
+                         loss={"lambda_safe": 1.0, "lambda_helpful": 0.0})
+    out = run_constrained(recipe, root=tmp_path / "checkpoints", progress=False)
+    assert out.name == "constrained-eps0.3-h0"
+    m = json.loads((out / "manifest.json").read_text())
+    traj = m["lambda_trajectory"]
+    assert [t["step"] for t in traj] == [1, 3] and all(0 <= t["violation_estimate"] <= 1 for t in traj)
+    log_lam = 0.0  # log λ_safe = log 1 at the start
+    for t in traj:
+        log_lam += 1.0 * (t["violation_estimate"] - 0.3)
+        assert t["lambda_safe"] == pytest.approx(math.exp(log_lam))
+    assert m["final_lambda_safe"] == pytest.approx(traj[-1]["lambda_safe"])
+    assert describe(m, False) == {"kind": "constrained", "target_violation": 0.3, "variant": None, "blend_method": None}
+    mtime = (out / "manifest.json").stat().st_mtime_ns
+    assert run_constrained(recipe, root=tmp_path / "checkpoints", progress=False) == out
+    assert (out / "manifest.json").stat().st_mtime_ns == mtime
