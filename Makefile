@@ -34,6 +34,7 @@ bench: setup
 sweep: setup
 	$(PY) -m explorer sweep --recipe configs/default.yaml
 	$(PY) -m explorer eval --recipe configs/default.yaml
+	$(PY) -m explorer compact
 	$(PY) -m explorer judges
 	$(PY) -m explorer report
 

@@ -267,6 +267,14 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_compact(args) -> int:
+    from . import store
+
+    before, after = store.compact(Path(args.db) if args.db else store.EVAL_DB)
+    print(f"compacted: {before / 2**20:.1f} MB → {after / 2**20:.1f} MB")
+    return 0
+
+
 def cmd_app(args) -> int:
     import subprocess
 
@@ -349,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--judge", default=None, help="judge to report (default: the evaluation's primary judge)")
     s.add_argument("--split", default=None,
                    help="prompt set: test (default) or an imported suite's set, e.g. import:my_suite")
+    s.add_argument("--db", help="store path (default: data/eval.duckdb)")
+    s = command("compact", cmd_compact, "rewrite the evaluation store without free space (before committing it)")
     s.add_argument("--db", help="store path (default: data/eval.duckdb)")
     s = command("app", cmd_app, "open the dashboard")
     s.add_argument("--address", default="localhost", help="listen address (default localhost only)")
