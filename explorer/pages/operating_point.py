@@ -34,7 +34,10 @@ if point.status != "trained":
     st.info(f"**Interpolated, not trained.** No model was trained at λ_safe {ls:g}, λ_helpful {lh:g}: this one blends "
             f"the trained neighbours' weight updates ({weights}). How close such a blend comes to a trained model "
             "is measured below (\"Can I trust the in-between?\").")
-    ui.background_eval(ls, lh, evaluated=point.status == "interpolated")
+    if trained["kind"].eq("grid").all():  # `eval --interpolate` blends the main grid's adapters
+        ui.background_eval(ls, lh, evaluated=point.status == "interpolated")
+    else:
+        st.caption("Blends of a loss variant's adapters are not evaluated; its trained points are.")
 if point.status == "not evaluated":
     st.markdown("**Its neighbours' measured figures** (the blend itself is not evaluated yet):")
     neighbours = point.corners[list(NEIGHBOUR_COLUMNS)].rename(columns=NEIGHBOUR_COLUMNS)
