@@ -132,9 +132,13 @@ def cmd_eval(args) -> int:
         raise ConfigError("--sampled samples the shipped test prompts; leave out --suite-file")
     if args.sampled and args.launcher == "ray":
         raise ConfigError("--launcher ray runs the greedy evaluation; sample with the local launcher (leave it out)")
-    if (args.interpolate or args.fidelity) and (args.sampled or args.launcher == "ray" or args.suite_file):
-        raise ConfigError("--interpolate and --fidelity evaluate blended models greedily on the shipped test split; "
-                          "leave out --sampled, --launcher ray and --suite-file")
+    blending = [f for f, on in (("--interpolate", args.interpolate), ("--fidelity", args.fidelity),
+                                ("--densify", args.densify is not None)) if on]
+    if len(blending) > 1:
+        raise ConfigError(f"{' and '.join(blending)}: give one of them per run")
+    if blending and (args.sampled or args.launcher == "ray" or args.suite_file or args.only):
+        raise ConfigError(f"{blending[0]} evaluates blended models greedily on the shipped test split; leave out "
+                          "--sampled, --launcher ray, --suite-file and --only")
     if args.held_out and not args.interpolate:
         raise ConfigError("--held-out goes with --interpolate LS,LH (a trained point, blended without its own row); "
                           "--fidelity does it for every held-out point of the recipe")
@@ -143,7 +147,10 @@ def cmd_eval(args) -> int:
     base = load_base(recipe.model)
     infos = sorted((i for i in discover(root, base) if not only or i.id in only),
                    key=lambda i: order.index(i.id) if i.id in order else -1)
-    blends = _blends(args, infos, recipe)
+    blends = _blends(args, infos, recipe, db)
+    if blends == []:
+        print(f"--densify {args.densify:g}: no step between neighbouring Pareto points is larger; nothing to add")
+        return 0
     if blends:  # models between trained points: their corners attached once, each blend its own adapter
         from .interpolate import blend
 
@@ -176,15 +183,25 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _blends(args, infos: list, recipe) -> list[tuple]:
-    """(info, corner weights, method) of each blended model the command evaluates: one with --interpolate,
-    and with --fidelity each held-out point of the recipe's eval.fidelity_lambda_safe rows by every method."""
-    from .interpolate import METHODS, fidelity_points, interpolated_info
+def _blends(args, infos: list, recipe, db: Path) -> list[tuple] | None:
+    """(info, corner weights, method) of each blended model the command evaluates (None: not a blending
+    command): one with --interpolate; with --densify, exact blends where the stored frontier steps by more
+    than the gap; with --fidelity each held-out point of the recipe's eval.fidelity_lambda_safe rows by every
+    method."""
+    from .interpolate import METHODS, densify_plan, fidelity_points, interpolated_info
 
     if args.interpolate:
         return [(*interpolated_info(infos, *args.interpolate, method=args.method, held_out=args.held_out), args.method)]
+    if args.densify is not None:
+        from . import queries
+
+        table = queries.checkpoint_table(queries.default_judge(db) or "", db)
+        if table.empty:
+            raise ConfigError("--densify reads the stored frontier, and there is none yet: run `python -m explorer "
+                              "eval` first")
+        return [(*interpolated_info(infos, ls, lh), "exact") for ls, lh in densify_plan(table, args.densify)]
     if not args.fidelity:
-        return []
+        return None
     points = fidelity_points(infos, list(recipe.eval.fidelity_lambda_safe))
     if not points:
         raise ConfigError(f"--fidelity: no trained grid point in the rows λ_safe ∈ {list(recipe.eval.fidelity_lambda_safe)} "
@@ -290,6 +307,17 @@ def cmd_bench(args) -> int:
     return bench_main(args.only)
 
 
+def _unit_rate(text: str) -> float:
+    """A rate in (0, 1], e.g. --densify 0.1."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate between 0 and 1, e.g. 0.1, got {text!r}") from None
+    if not 0 < x <= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in (0, 1], got {text!r}")
+    return x
+
+
 def _positive_int(text: str) -> int:
     """argparse type for counts where 0 or a negative number would silently mean something else."""
     try:
@@ -341,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="blend for --interpolate: exact (ΔW = Σ w·B·A) or ab_average (A and B averaged; to compare)")
     s.add_argument("--held-out", action="store_true",
                    help="with --interpolate at a trained point: blend it from the rows beside it, its own row withheld")
+    s.add_argument("--densify", type=_unit_rate, metavar="GAP",
+                   help="evaluate exact blends along the stored frontier wherever neighbouring Pareto points differ in "
+                        "violation rate by more than GAP (e.g. 0.1); rerun to refine")
     s.add_argument("--fidelity", action="store_true",
                    help="blend every trained point of the recipe's eval.fidelity_lambda_safe rows from the rows beside "
                         "it (both methods), to compare with the trained models (report: interpolation)")

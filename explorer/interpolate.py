@@ -10,6 +10,7 @@ stacked into one adapter of rank Σ r_i.
 from __future__ import annotations
 
 import hashlib
+import math
 from bisect import bisect_right
 from dataclasses import dataclass
 
@@ -188,3 +189,26 @@ def locate(grid: pd.DataFrame, blends: pd.DataFrame, lambda_safe: float, lambda_
     if len(exact):
         return SliderPoint(lambda_safe, lambda_helpful, "interpolated", exact.iloc[0], corners)
     return SliderPoint(lambda_safe, lambda_helpful, "not evaluated", None, corners)
+
+
+def densify_plan(table: pd.DataFrame, max_gap: float, digits: int = 3) -> list[tuple[float, float]]:
+    """Slider positions to evaluate so the frontier has no violation step above `max_gap`: between each pair
+    of neighbouring Pareto points of the main grid (checkpoint_table rows of kind 'grid' and the exact blends
+    already evaluated) whose violation rates differ by more, evenly spaced positions on the straight line
+    between their (λ_safe, λ_helpful). The rates of a blend need not be linear in λ, so a gap can survive
+    one round: plan again once these are evaluated."""
+    from .metrics import pareto_mask
+
+    pts = table[(table["kind"] == "grid") | ((table["kind"] == "interpolated") & (table["blend_method"] == "exact"))]
+    front = pts[pareto_mask(pts)].sort_values("violation_rate")
+    have = {(round(a, digits), round(b, digits)) for a, b in zip(pts["lambda_safe"], pts["lambda_helpful"])}
+    plan = []
+    for (_, a), (_, b) in zip(front.iterrows(), front.iloc[1:].iterrows()):
+        steps = math.ceil((b["violation_rate"] - a["violation_rate"]) / max_gap - 1e-9)  # a step ≤ max_gap is fine
+        for k in range(1, steps):
+            t = k / steps
+            pos = (round(a["lambda_safe"] + t * (b["lambda_safe"] - a["lambda_safe"]), digits),
+                   round(a["lambda_helpful"] + t * (b["lambda_helpful"] - a["lambda_helpful"]), digits))
+            if pos not in have and pos not in plan:
+                plan.append(pos)
+    return plan

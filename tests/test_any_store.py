@@ -149,6 +149,13 @@ def test_a_model_between_trained_points_is_evaluated_and_reported_as_interpolate
     assert 0 <= cps["interp-s0.5-h0"]["violation_rate"] <= 1
     assert main(argv + ["--interpolate", "5,0"]) == 2
     assert "λ_safe = 5 is outside the trained range [0, 1]" in capsys.readouterr().err
+    assert main(argv + ["--densify", "1"]) == 0  # no step on a frontier exceeds 100%
+    assert "nothing to add" in capsys.readouterr().out
+    assert main(argv + ["--densify", "0.1", "--fidelity"]) == 2
+    assert "--fidelity and --densify: give one of them per run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(argv + ["--densify", "0"])
+    assert "expected a rate in (0, 1]" in capsys.readouterr().err
 
 
 def test_a_background_evaluation_from_the_page_lands_on_the_map(other_store, monkeypatch, tmp_path):

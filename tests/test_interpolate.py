@@ -181,3 +181,18 @@ def test_locate_tells_trained_from_blended_from_not_yet_evaluated():
         {"s0-h0": 0.375, "s0-h1": 0.375, "s1-h0": 0.125, "s1-h1": 0.125})
     gap = locate(grid[grid["checkpoint_id"] != "s1-h1"], blends, 0.5, 0.5)
     assert gap.status == "no corners" and gap.missing == ("s1-h1",)
+
+
+def test_densify_plans_positions_between_pareto_neighbours_that_are_far_apart():
+    import pandas as pd
+
+    from explorer.interpolate import densify_plan
+
+    table = pd.DataFrame({
+        "checkpoint_id": ["s1-h0", "s1-h0.1", "s1-h0.2", "s3-h0.2", "interp-s1-h0.05"],
+        "kind": ["grid", "grid", "grid", "grid", "interpolated"], "blend_method": [None, None, None, None, "exact"],
+        "lambda_safe": [1.0, 1.0, 1.0, 3.0, 1.0], "lambda_helpful": [0.0, 0.1, 0.2, 0.2, 0.05],
+        "violation_rate": [0.10, 0.34, 0.72, 0.90, 0.20], "over_refusal_rate": [0.60, 0.19, 0.07, 0.08, 0.40]})
+    # s3-h0.2 is dominated by s1-h0.2; the steps: 0.10→0.20 fine, 0.20→0.34 halved, 0.34→0.72 in four
+    assert densify_plan(table, 0.10) == [(1.0, 0.075), (1.0, 0.125), (1.0, 0.15), (1.0, 0.175)]
+    assert densify_plan(table, 0.5) == []
