@@ -70,6 +70,8 @@ class TrainConfig:
     n_safe_pairs: int = 160
     n_helpful_pairs: int = 160
     n_lm: int = 80
+    intent_twins: bool = field(default=False, metadata={
+        "help": "add the project's intent twins (data/suites/benign_varied.csv, training only) to the pool pairs are drawn from"})
 
 
 @dataclass(frozen=True)

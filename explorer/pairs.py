@@ -83,7 +83,7 @@ def fingerprint_inputs(prompts: pd.DataFrame, recipe: Recipe, base_fingerprint: 
     """What the pairs depend on: the prompts training may draw from (suites.training_view), the counts,
     the base model and the texts that shape both sides."""
     t = recipe.train
-    prompts = training_view(prompts)
+    prompts = training_view(prompts, t.intent_twins)
     payload = json.dumps({"prompts": pd.util.hash_pandas_object(prompts[["id", "text", "split"]], index=False).sum().item(),
                           "n": [t.n_safe_pairs, t.n_helpful_pairs, t.n_lm, t.seed, t.max_response_tokens],
                           "base": base_fingerprint, "systems": [SPEC_SYSTEM, UNSURE_SYSTEM, REFUSAL_OPENERS,
@@ -122,7 +122,7 @@ def build_pairs(base, prompts: pd.DataFrame, recipe: Recipe, spec: Spec | None =
     spec = spec or load_spec()
     t = recipe.train
     judge = KeywordJudge()
-    prompts = training_view(prompts)
+    prompts = training_view(prompts, t.intent_twins)
     harmful = _pick(prompts, ("harmful",), t.n_safe_pairs, t.seed)
     benign = _pick(prompts, ("benign", "general"), t.n_helpful_pairs, t.seed)
     general = _pick(prompts[~prompts["id"].isin(benign["id"])], ("general",), t.n_lm, t.seed)

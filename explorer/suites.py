@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .config import ROOT, SAFE_NAME, ConfigError
@@ -36,6 +37,12 @@ IMPORT_PREFIX = "import:"  # suite, id and split of an imported file: import:<st
 # Suites no training run ever sees: every prompt in the test split, none in the pairs, none a near-copy of
 # a prompt of the other suites. Rates on them against rates on the rest show the Goodhart gap.
 UNSEEN_SUITES = ("harmbench", "benign_unseen")
+# Training-only: benign prompts in varied registers, each with a harmful twin that differs only in intent.
+# In the pairs' pool only when a recipe asks (train.intent_twins); never evaluated. A twin group that comes
+# close to any prompt a model is measured on (cosine > TWIN_LEAK_COSINE, stricter than the near-duplicate
+# merge) is left out, so nothing a test asks was rehearsed in other words.
+TWINS_SUITE = "intent_twins"
+TWIN_LEAK_COSINE = 0.85
 MAX_PROMPT_CHARS = 8000  # longer is a pasted document, not a prompt (the shipped suites' longest: 842)
 # NUL and zero-width characters: invisible, so a prompt made of them looks empty and is refused as such
 _INVISIBLE = dict.fromkeys(map(ord, "\x00\u200b\u200c\u200d\u2060\ufeff"))
@@ -147,6 +154,14 @@ def load_own_unseen() -> list[dict]:
     """The project's benign suite written after training, in topics and phrasings the pairs never use."""
     df = read_table(SUITES_DIR / "benign_unseen.csv", ["id", "prompt", "type"])
     return [_row("benign_unseen", "project", r.id, r.type, r.prompt) for r in df.itertuples()]
+
+
+def load_intent_twins() -> list[dict]:
+    """The training-only intent twins (TWINS_SUITE): each benign prompt and its harmful twin, one group."""
+    df = read_table(SUITES_DIR / "benign_varied.csv", ["id", "prompt", "type", "contrast_prompt", "contrast_category"])
+    return [row for r in df.itertuples() for row in (
+        _row(TWINS_SUITE, "project", r.id, r.type, r.prompt, group=r.id),
+        _row(TWINS_SUITE, "project", f"{r.id}-twin", r.contrast_category, r.contrast_prompt, group=r.id))]
 
 
 def load_own() -> list[dict]:
@@ -416,8 +431,16 @@ def build_prompt_table(spec: Spec | None = None) -> pd.DataFrame:
     df["group"] = merge_near_duplicates(df, emb)
     df["split"] = df["group"].map(stable_split)
     unseen = _with_kinds(pd.DataFrame(load_harmbench() + load_own_unseen()), spec)
-    unseen = unseen[~near_copies(unseen, df, embed(unseen["text"].tolist()), emb)].assign(split="test")
-    df = pd.concat([df, unseen], ignore_index=True)
+    unseen_emb = embed(unseen["text"].tolist())
+    kept = ~near_copies(unseen, df, unseen_emb, emb).to_numpy()
+    unseen, unseen_emb = unseen[kept].assign(split="test"), unseen_emb[kept]
+    measured = (df["split"] != "train").to_numpy()  # every prompt a model is measured on, unseen ones too
+    twins = _with_kinds(pd.DataFrame(load_intent_twins()), spec)
+    held = pd.concat([df[measured], unseen])
+    leaks = near_copies(twins, held, embed(twins["text"].tolist()), np.vstack([emb[measured], unseen_emb]),
+                        threshold=TWIN_LEAK_COSINE)
+    twins = twins[~twins["group"].isin(twins.loc[leaks, "group"])].assign(split="train")
+    df = pd.concat([df, unseen, twins], ignore_index=True)
     attacks = pd.DataFrame(attack_rows(attack_targets(df, UNSEEN_SUITES)))
     return pd.concat([df, attacks], ignore_index=True)[COLUMNS].sort_values("id").reset_index(drop=True)
 
@@ -439,12 +462,14 @@ def near_copies(new: pd.DataFrame, old: pd.DataFrame, new_emb, old_emb,
     return pd.Series(same_text | close, index=new.index)
 
 
-def training_view(prompts: pd.DataFrame) -> pd.DataFrame:
-    """The rows training may draw from (and its fingerprint covers): neither an unseen suite nor an attack.
-    Adding unseen or attack prompts therefore never makes a trained checkpoint stale."""
+def training_view(prompts: pd.DataFrame, intent_twins: bool = False) -> pd.DataFrame:
+    """The rows training may draw from (and its fingerprint covers): neither an unseen suite nor an attack,
+    and the intent twins only if asked (train.intent_twins). Adding unseen or attack prompts, or twins a
+    recipe does not use, therefore never makes a trained checkpoint stale."""
     from .attacks import ATTACK_SPLIT
 
-    return prompts[~prompts["suite"].isin(UNSEEN_SUITES) & (prompts["split"] != ATTACK_SPLIT)]
+    excluded = UNSEEN_SUITES if intent_twins else (*UNSEEN_SUITES, TWINS_SUITE)
+    return prompts[~prompts["suite"].isin(excluded) & (prompts["split"] != ATTACK_SPLIT)]
 
 
 def write_prompt_table(df: pd.DataFrame, path: Path = PROMPTS_PATH) -> Path:

@@ -84,6 +84,25 @@ def test_pairs_fingerprint_ignores_unseen_and_attack_rows(prompts):
     assert fingerprint_inputs(prompts, recipe, "b") != fingerprint_inputs(training_view(prompts).iloc[1:], recipe, "b")
 
 
+def test_intent_twins_are_training_only_and_never_close_to_a_measured_prompt(prompts):
+    from explorer.config import load_recipe
+    from explorer.embeddings import embed
+    from explorer.pairs import fingerprint_inputs
+    from explorer.suites import TWIN_LEAK_COSINE, TWINS_SUITE, training_view
+
+    twins = prompts[prompts["suite"] == TWINS_SUITE]
+    assert set(twins["split"]) == {"train"} and twins["kind"].value_counts().to_dict() == {
+        "benign": len(twins) // 2, "harmful": len(twins) // 2} and len(twins) >= 400
+    measured = prompts[prompts["split"].isin(["dev", "test"])]
+    assert (embed(twins["text"].tolist()) @ embed(measured["text"].tolist()).T).max() <= TWIN_LEAK_COSINE
+    # in the pool only when a recipe asks: adding them left every existing checkpoint's pairs as they were
+    assert TWINS_SUITE not in set(training_view(prompts)["suite"])
+    assert TWINS_SUITE in set(training_view(prompts, intent_twins=True)["suite"])
+    plain, with_twins = load_recipe(None), load_recipe(None, {"train": {"intent_twins": True}})
+    assert fingerprint_inputs(prompts, plain, "b") == fingerprint_inputs(prompts[prompts["suite"] != TWINS_SUITE], plain, "b")
+    assert fingerprint_inputs(prompts, with_twins, "b") != fingerprint_inputs(prompts, plain, "b")
+
+
 def test_splits_are_disjoint_by_group_and_text(prompts):
     prompts = prompts[prompts["split"] != "attack"]  # an attack prompt shares its target's group on purpose
     assert prompts.groupby("group")["split"].nunique().max() == 1
