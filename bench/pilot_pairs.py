@@ -8,6 +8,10 @@ evaluates it on the suites training never saw (HarmBench, benign_unseen) with th
 beside the shipped checkpoint at the same λs as the shipped store has it. Violation + over-refusal on
 those suites is the figure: 1 for a model refusing at random whatever its rate, lower is better
 discrimination. Everything it writes goes under --work (pairs, adapter, a store of its own).
+
+It reads the twins straight from the CSV, all 240 groups, as the pilot behind the README's figures was run;
+the prompt table's training-only `intent_twins` suite (train.intent_twins) leaves out the few groups that
+come close to a measured prompt.
 """
 from __future__ import annotations
 
