@@ -559,7 +559,7 @@ def background_eval(lambda_safe: float, lambda_helpful: float, evaluated: bool) 
     if job is not None and job.failed:
         st.error(f"The evaluation of {key} failed: {job.progress()} (log: {job.log})")
     help_text = ("Runs `python -m explorer eval --interpolate` for this position in its own process: the test split, "
-                 "judged like the trained checkpoints (a few minutes on a CPU).")
+                 "judged like the trained checkpoints (about ten minutes on a 2-core CPU).")
     if st.button(f"Evaluate {key} in the background", help=help_text):
         p = paths()
         args = background.interpolated_eval_args(lambda_safe, lambda_helpful, (evaluation() or {}).get("recipe"),
