@@ -141,7 +141,7 @@ def test_a_mix_of_adapters_moves_the_logits_as_in_pytorch(engine, recipe, sweep_
     single = _llama_logits(engine, "s3-h0", prompt)
     d_llama = _llama_logits(engine, mix, prompt) - _llama_logits(engine, "base", prompt)
     assert np.corrcoef(d_llama, d_torch)[0, 1] > 0.98
-    np.testing.assert_array_equal(_llama_logits(engine, "s3-h0", prompt), single)
+    np.testing.assert_allclose(_llama_logits(engine, "s3-h0", prompt), single, atol=1e-4)  # the mix left no trace
 
 
 def test_safety_adapter_refuses_where_the_base_complies(engine):
