@@ -161,11 +161,14 @@ def test_a_model_between_trained_points_is_evaluated_and_reported_as_interpolate
 def test_a_background_evaluation_from_the_page_lands_on_the_map(other_store, monkeypatch, tmp_path):
     """The operating-point page's button starts a real `eval --interpolate` process with the store's recipe;
     the page keeps answering while it runs, and the point is on the map once it has committed."""
+    import shutil
     import time
 
     from explorer import ui
 
-    monkeypatch.setenv("EXPLORER_DB", str(other_store["db"]))
+    db = tmp_path / "eval.duckdb"  # a copy: the job evaluates the whole test split, the module's store has two per suite
+    shutil.copy(other_store["db"], db)
+    monkeypatch.setenv("EXPLORER_DB", str(db))
     monkeypatch.setenv("EXPLORER_REVIEWS_DB", str(tmp_path / "reviews.duckdb"))
     monkeypatch.setenv("EXPLORER_CHECKPOINTS", str(other_store["checkpoints"]))
     at = AppTest.from_file(APP, default_timeout=60).run()
