@@ -198,11 +198,15 @@ def compact(path: Path) -> tuple[int, int]:
     tmp = path.with_name(f".{path.name}.compact.tmp")
     tmp.unlink(missing_ok=True)
     before = path.stat().st_size
-    con = _connect(path, read_only=False)  # the writers' lock: no evaluation commits meanwhile
+    con = duckdb.connect(":memory:")
     try:
+        try:  # attached read-write: the writers' lock, so no evaluation commits meanwhile
+            con.execute("attach ? as source", [str(path)])
+        except duckdb.Error as e:
+            raise StoreError(f"{path}: cannot compact now ({str(e).splitlines()[0]}); wait for the writer (an "
+                             "evaluation?) to finish and retry") from None
         con.execute("attach ? as compacted", [str(tmp)])
-        source = con.execute("select current_database()").fetchone()[0].replace('"', '""')  # from the file name
-        con.execute(f'copy from database "{source}" to compacted')  # an identifier: it cannot be a bound parameter
+        con.execute("copy from database source to compacted")
         con.execute("detach compacted")
         tmp.replace(path)
     finally:
