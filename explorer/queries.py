@@ -148,18 +148,19 @@ def fidelity_table(table: pd.DataFrame) -> pd.DataFrame:
     absolute error of the blend on each rate (`<rate>_abs_error`)."""
     if table.empty:
         return pd.DataFrame()
-    cols = [f"{r}_{part}" for r in FIDELITY_RATES for part in ("rate", "lo", "hi")]
+
+    def side(rows: pd.DataFrame, who: str) -> pd.DataFrame:  # violation_rate → violation_interp, violation_lo → ..._interp_lo
+        names = {f"{r}_{part}": f"{r}_{who}" + ("" if part == "rate" else f"_{part}")
+                 for r in FIDELITY_RATES for part in ("rate", "lo", "hi")}
+        return rows[["lambda_safe", "lambda_helpful", "checkpoint_id", *names]].rename(
+            columns={**names, "checkpoint_id": f"{who}_id"})
+
     blends = table[table["kind"] == "fidelity"]
-    trained = table[table["kind"] == "grid"][["lambda_safe", "lambda_helpful", "checkpoint_id", *cols]]
-    df = blends.rename(columns={"blend_method": "method"})[["lambda_safe", "lambda_helpful", "method", "checkpoint_id", *cols]].merge(
-        trained, on=["lambda_safe", "lambda_helpful"], suffixes=("_interp", "_trained"))
+    df = side(blends, "interp").assign(method=blends["blend_method"].to_numpy()).merge(
+        side(table[table["kind"] == "grid"], "trained"), on=["lambda_safe", "lambda_helpful"])
     for r in FIDELITY_RATES:
-        for part in ("rate", "lo", "hi"):
-            df = df.rename(columns={f"{r}_{part}_interp": f"{r}_{'interp' if part == 'rate' else 'interp_' + part}",
-                                    f"{r}_{part}_trained": f"{r}_{'trained' if part == 'rate' else 'trained_' + part}"})
         df[f"{r}_abs_error"] = (df[f"{r}_interp"] - df[f"{r}_trained"]).abs()
-    return df.rename(columns={"checkpoint_id_interp": "interp_id", "checkpoint_id_trained": "trained_id"}).sort_values(
-        ["method", "lambda_safe", "lambda_helpful"]).reset_index(drop=True)
+    return df.sort_values(["method", "lambda_safe", "lambda_helpful"]).reset_index(drop=True)
 
 
 def sampled_shares(judge: str, db: Path | None = None, split: str = DEFAULT_SPLIT,
