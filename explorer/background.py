@@ -21,7 +21,6 @@ from .config import ROOT
 class Job:
     """One background CLI run: its process and the log its output goes to."""
     key: str
-    args: list[str]
     log: Path
     process: subprocess.Popen = field(repr=False)
 
@@ -51,7 +50,7 @@ def start(key: str, args: list[str], log_dir: Path | None = None) -> Job:
     with log.open("w") as out:  # the child keeps its own handle; ours closes here
         proc = subprocess.Popen([sys.executable, "-m", "explorer", *args], cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return Job(key, args, log, proc)
+    return Job(key, log, proc)
 
 
 def interpolated_eval_args(lambda_safe: float, lambda_helpful: float, recipe: dict | None, db: Path,
