@@ -226,7 +226,7 @@ def flips(a: str, b: str, judge: str, db: Path | None = None, split: str = DEFAU
 def _pair_params(a: str, b: str, judge: str, split: str, use_human: bool, con) -> dict:
     """Parameters of the two-checkpoint queries, with the checkpoints' fingerprints as constants (scans
     skip other checkpoints' row groups)."""
-    fp = dict(store.query("checkpoints", con=con)[["id", "fingerprint"]].itertuples(index=False))
+    fp = dict(store.query("checkpoint_fingerprints", {"ids": [a, b]}, con=con).itertuples(index=False))
     return {**_params(judge, split, use_human, con), "a": a, "b": b, "fp_a": fp.get(a, ""), "fp_b": fp.get(b, "")}
 
 

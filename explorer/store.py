@@ -12,6 +12,7 @@ saving decisions while an evaluation writes results, and shows them once they co
 from __future__ import annotations
 
 import os
+import queue
 import time
 from contextlib import contextmanager
 from functools import lru_cache
@@ -137,15 +138,45 @@ def reader(eval_path: Path | None = None, reviews_path: Path | None = None) -> I
     # the reviews store lives next to its evaluation store unless given explicitly
     reviews_path = Path(reviews_path or (Path(eval_path).with_name(REVIEWS_DB.name) if eval_path else REVIEWS_DB))
     eval_path = Path(eval_path or EVAL_DB)
-    con = duckdb.connect(":memory:")
+    con = _idle_reader()
+    reusable = False
     try:
         deadline = time.monotonic() + LOCK_RETRY_S
         for alias, p, which in (("ev", eval_path, "eval"), ("rv", reviews_path, "reviews")):
             _attach(con, alias, p, which, deadline)
         con.execute(sql("views"))
         yield con
+        reusable = True
     finally:
-        con.close()
+        _release_reader(con, reusable)
+
+
+# Opening a DuckDB instance costs ~12 ms, attaching a store file ~1-2 ms (bench/NOTES.md, "Dashboard at
+# scale"): a page's first read after a commit opens several readers, so a reader reuses an idle in-memory
+# instance. The store files are attached for one reader only and detached when it ends (a held read lock
+# would block the writer); an instance serves one reader at a time, and one left in an unknown state by an
+# error is closed, never reused.
+_IDLE_READERS: queue.SimpleQueue = queue.SimpleQueue()
+
+
+def _idle_reader() -> duckdb.DuckDBPyConnection:
+    try:
+        return _IDLE_READERS.get_nowait()
+    except queue.Empty:
+        return duckdb.connect(":memory:")
+
+
+def _release_reader(con: duckdb.DuckDBPyConnection, reusable: bool) -> None:
+    if reusable:
+        try:
+            con.execute("use memory")
+            for alias in ("ev", "rv"):
+                con.execute(_ALIAS_SQL[alias]["detach"])
+            _IDLE_READERS.put(con)
+            return
+        except duckdb.Error:
+            pass
+    con.close()
 
 
 def _attach(con: duckdb.DuckDBPyConnection, alias: str, path: Path, which: str, deadline: float) -> None:
@@ -236,7 +267,7 @@ def stamp(eval_path: Path | None = None, reviews_path: Path | None = None) -> tu
 def query(name: str, params: dict | list | None = None, eval_path: Path | None = None,
           reviews_path: Path | None = None, con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
     """Run explorer/sql/<name>.sql against both stores with bound parameters → DataFrame. Pass `con`
-    (from `reader`) to run several queries on one connection: opening one costs ~20-40 ms."""
+    (from `reader`) to run several queries on one connection: each reader attaches both files anew."""
     if con is not None:
         return con.execute(sql(name), params or {}).df()
     with reader(eval_path, reviews_path) as con:

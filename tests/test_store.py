@@ -207,3 +207,34 @@ def test_compact_keeps_every_row_and_drops_the_free_space(eval_db, tmp_path):
         for t, n in tables.items():
             assert con.execute(f'select count(*) from ev."{t}"').fetchone()[0] == n, t
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_reused_reader_holds_no_lock_and_reads_the_newest_commit(tmp_path, monkeypatch):
+    """Readers reuse idle in-memory instances (store._IDLE_READERS); each attaches the files for itself only,
+    so a writer in another process gets the file between two reads and the next read sees its commit."""
+    import queue
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(store, "_IDLE_READERS", queue.SimpleQueue())  # no idle reader left by other tests
+    db = tmp_path / "e.duckdb"
+    store.ensure("eval", db)
+    with store.reader(db) as first:
+        assert first.execute("select count(*) from ev.judge_metrics").fetchone()[0] == 0
+    write = ("import duckdb; c = duckdb.connect(r'%s'); c.execute(\"insert into judge_metrics (judge, judge_version, "
+             "dataset, n_labels) values ('k', 'v', 'd', 1)\"); c.close()" % db)
+    subprocess.run([sys.executable, "-c", write], check=True, timeout=60)  # fails if a lock were still held
+    with store.reader(db) as second:
+        assert second is first  # the idle instance was reused ...
+        assert second.execute("select count(*) from ev.judge_metrics").fetchone()[0] == 1  # ... and reads anew
+
+
+def test_a_reader_that_failed_is_closed_not_reused(tmp_path):
+    db = tmp_path / "e.duckdb"
+    store.ensure("eval", db)
+    with pytest.raises(duckdb.Error):
+        with store.reader(db) as broken:
+            broken.execute("select * from ev.no_such_table")
+    with store.reader(db) as con:
+        assert con is not broken
+        assert con.execute("select count(*) from ev.checkpoints").fetchone()[0] == 0

@@ -11,8 +11,10 @@ with pick as (
      and j.judge = $judge
     join judge_version v on v.judge = j.judge and v.judge_version = j.judge_version
     left join human_override h on h.checkpoint_id = g.checkpoint_id and h.prompt_id = g.prompt_id
-    -- the fingerprints as constants let the scans skip every other checkpoint's row groups
+    -- the fingerprints as constants let the scans skip every other checkpoint's row groups; the prompt
+    -- ids narrow the scans too, before the texts are read
     where g.gen_key = $gen_key and g.checkpoint_id in ($a, $b)
+      and ($prompt_ids is null or g.prompt_id in (select unnest($prompt_ids)))
       and g.checkpoint_fp in ($fp_a, $fp_b) and j.checkpoint_fp in ($fp_a, $fp_b)
 ),
 final as (

@@ -4,7 +4,7 @@
 -- does not replace a complete older version; once it has judged as many, the version scored against
 -- human labels most recently (judge_metrics) wins the tie, so a finished re-judging takes over.
 -- Counted from judged_counts (kept by every write), not from the judgments themselves.
-create temp view judge_version as
+create or replace temp view judge_version as
 with counted as (
     select judge, judge_version, sum(n) as n from ev.judged_counts group by judge, judge_version
 ),
@@ -22,7 +22,7 @@ select judge, judge_version from ranked where rank = 1;
 
 -- The evaluation read by default: the greedy generation settings with the most judged generations
 -- (ties: the most recently registered). Sampled answers (eval --sampled) are read through sampled_keys.
-create temp view current_evaluation as
+create or replace temp view current_evaluation as
 with per_judge as (
     select gen_key, judge, judge_version, sum(n) as n from ev.judged_counts group by all
 ),
@@ -37,14 +37,14 @@ order by counted.n desc, e.registered_at desc
 limit 1;
 
 -- The sampled answers that go with it: one generation key per sample index, same length cap.
-create temp view sampled_keys as
+create or replace temp view sampled_keys as
 select e.gen_key
 from ev.evaluations e, current_evaluation c
 where e.settings->>'greedy' = 'false' and e.settings->>'max_new_tokens' = c.settings->>'max_new_tokens';
 
 -- Human overrides: the newest reviewer label of each response. Every query that lets human labels
 -- override the judge reads them here.
-create temp view human_override as
+create or replace temp view human_override as
 select checkpoint_id, prompt_id, arg_max(label, created_at) as label
 from rv.human_labels
 group by checkpoint_id, prompt_id;
