@@ -15,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 from pathlib import Path
 
 import torch
@@ -368,10 +370,11 @@ def _ui_reruns(db: Path, reviews: Path) -> list[float]:
             at.slider[0].set_value(0.10 + 0.02 * k).run()
             reruns.append((time.perf_counter() - t) * 1000)
         at.switch_page("explorer/pages/operating_point.py").run()
-        options = at.select_slider[0].options
-        for k in range(20):  # λ_safe over the grid's values
+        safe = at.slider(key="op_lambda_safe")
+        positions = np.linspace(safe.min, safe.max, 9)  # trained values and the midpoints between them
+        for k in range(20):  # λ_safe back and forth over its range
             t = time.perf_counter()
-            at.select_slider[0].set_value(options[k % len(options)]).run()
+            safe.set_value(float(positions[k % len(positions)])).run()
             reruns.append((time.perf_counter() - t) * 1000)
         assert not at.exception, at.exception
     finally:
