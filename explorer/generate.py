@@ -9,7 +9,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -169,8 +169,10 @@ MODEL_LOCK = threading.Lock()
 
 
 def stream(base: Base, checkpoint: str | Mapping[str, float], prompt: str, max_new_tokens: int = 128,
-           system: str | None = None, **generate_kwargs) -> Iterator[str]:
-    """Yield decoded text pieces for one prompt from one checkpoint or weighted mix (activate), greedy, KV cache."""
+           system: str | None = None, resolve: Callable | None = None, **generate_kwargs) -> Iterator[str]:
+    """Yield decoded text pieces for one prompt from one checkpoint or weighted mix (activate), greedy, KV cache.
+    `resolve`, run under the model lock, maps the request to what the model decodes with (a live engine's
+    merged blend of a mix: interpolate.SettledBlends)."""
     from transformers import TextIteratorStreamer
 
     enc = encode_chat(base, [prompt], system, max_new_tokens)
@@ -180,7 +182,7 @@ def stream(base: Base, checkpoint: str | Mapping[str, float], prompt: str, max_n
     def run():
         try:
             with MODEL_LOCK, torch.inference_mode():
-                activate(base.model, checkpoint)
+                activate(base.model, resolve(checkpoint) if resolve else checkpoint)
                 base.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
                                     pad_token_id=base.tokenizer.pad_token_id, **generate_kwargs)
         except BaseException as e:  # surfaced to the caller below

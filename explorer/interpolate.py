@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import math
 from bisect import bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import pandas as pd
 
@@ -90,6 +92,57 @@ def _ab_average(model, names: list[str], ws: list[float], name: str) -> None:
                 layer.lora_A[name].weight.copy_(sum(w * layer.lora_A[n].weight for n, w in zip(names, ws)))
                 layer.lora_B[name].weight.copy_(sum(w * layer.lora_B[n].weight for n, w in zip(names, ws)))
                 layer.scaling[name] = layer.scaling[names[0]]
+
+
+# ---------------------------------------------------------------- a settled mix served as one adapter
+
+SETTLED_BLENDS = 4  # merged blends a live engine keeps loaded (the most recently asked for)
+
+
+def several_corners(checkpoint) -> dict[str, float] | None:
+    """The corners of a mix {id: w} that carry weight, when there are two or more (None: one trained
+    adapter or the base, which need no blend)."""
+    if not isinstance(checkpoint, Mapping):
+        return None
+    corners = {c: float(w) for c, w in checkpoint.items() if w != 0}
+    return corners if len(corners) > 1 else None
+
+
+class SettledBlends:
+    """Mixes of several adapters served as one merged adapter each, the `size` most recently asked for kept.
+
+    With the corners active together each adapted layer runs one LoRA product per corner, and at batch 1
+    that overhead is most of the cost (bench/NOTES.md: four active adapters decode at about half the speed
+    of one). A request for a mix therefore decodes with its exact blend (the corners' updates stacked into
+    one adapter of rank Σ r_i: the same Σ w_i ΔW_i), built once when first asked for. Moving a slider still
+    only sets scales; the blend is built by the engine that answers, under its lock. `build(name, weights)`
+    makes adapter `name`; `free(name)` drops it."""
+
+    def __init__(self, build: Callable[[str, dict[str, float]], None], free: Callable[[str], None],
+                 size: int = SETTLED_BLENDS):
+        self._build, self._free, self._size = build, free, size
+        self._names: OrderedDict[tuple, str] = OrderedDict()
+
+    def resolve(self, checkpoint):
+        """What to decode `checkpoint` with: a mix of several corners → its blend's name; anything else as
+        it is. Call with the engine's lock held."""
+        corners = several_corners(checkpoint)
+        if corners is None:
+            return checkpoint
+        key = tuple(sorted((c, round(w, 9)) for c, w in corners.items()))
+        if key in self._names:
+            self._names.move_to_end(key)
+            return self._names[key]
+        name = "blend-" + hashlib.sha1(repr(key).encode()).hexdigest()[:12]
+        self._build(name, corners)
+        self._names[key] = name
+        while len(self._names) > self._size:
+            self._free(self._names.popitem(last=False)[1])
+        return name
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names.values())
 
 
 def interpolated_id(lambda_safe: float, lambda_helpful: float, method: str = "exact", held_out: bool = False) -> str:

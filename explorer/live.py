@@ -3,12 +3,12 @@ GGUF (fast at batch 1, explorer/llamacpp.py); else PyTorch with every adapter at
 
 Both answer `stream(checkpoint, prompt, max_new_tokens)` greedily and serialise requests, so any
 number of dashboard sessions can share one engine. `checkpoint` is an id, or a weighted mix of trained
-adapters {id: w} (an interpolated model: the corners active together, each at its scale). EXPLORER_LIVE_BACKEND=torch|llamacpp forces one.
+adapters {id: w} (an interpolated model), decoded with its exact blend merged into one adapter
+(interpolate.SettledBlends). EXPLORER_LIVE_BACKEND=torch|llamacpp forces one.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -16,20 +16,29 @@ import torch
 
 from . import llamacpp
 from .config import ConfigError, ModelConfig
-from .generate import stream
+from .generate import adapter_name, stream
+from .interpolate import SettledBlends, blend
 from .model import DEFAULT_BASE, Base, pick_device
 
 BACKENDS = ("auto", "llamacpp", "torch")
 
 
-@dataclass(frozen=True)
 class TorchLive:
-    base: Base
-    backend: str = "PyTorch"
+    """The PyTorch live engine: every adapter attached; a mix of several is decoded with its exact blend
+    (interpolate.SettledBlends), built once under the model lock."""
+
+    backend = "PyTorch"
+
+    def __init__(self, base: Base):
+        self.base = base
+        model = base.model
+        self.blends = SettledBlends(lambda name, weights: blend(model, weights, adapter_name(name)),
+                                    lambda name: model.delete_adapter(adapter_name(name)))
 
     def stream(self, checkpoint: str | Mapping[str, float], prompt: str, max_new_tokens: int = 128,
                system: str | None = None, min_new_tokens: int = 0) -> Iterator[str]:
-        return stream(self.base, checkpoint, prompt, max_new_tokens, system, min_new_tokens=min_new_tokens)
+        return stream(self.base, checkpoint, prompt, max_new_tokens, system, resolve=self.blends.resolve,
+                      min_new_tokens=min_new_tokens)
 
 
 def choose_backend(cfg: ModelConfig, requested: str | None = None) -> str:

@@ -196,3 +196,36 @@ def test_densify_plans_positions_between_pareto_neighbours_that_are_far_apart():
     # s3-h0.2 is dominated by s1-h0.2; the steps: 0.10→0.20 fine, 0.20→0.34 halved, 0.34→0.72 in four
     assert densify_plan(table, 0.10) == [(1.0, 0.075), (1.0, 0.125), (1.0, 0.15), (1.0, 0.175)]
     assert densify_plan(table, 0.5) == []
+
+
+def test_the_live_engine_answers_a_mix_from_its_merged_blend_and_keeps_only_the_newest(grid_model):
+    """live.TorchLive decodes a mix of several corners with one merged adapter (interpolate.SettledBlends):
+    the same answer as the corners active together, built once per mix, the SETTLED_BLENDS newest kept,
+    and no trace on the trained adapters."""
+    from explorer import interpolate
+    from explorer.generate import adapter_name, stream
+    from explorer.live import TorchLive
+
+    engine, ids = grid_model
+    corners = sorted(ids)
+    live = TorchLive(engine)
+    alone = _logits(engine, corners[0])
+    mixes = [dict(zip(corners, [0.1 + k / 10, 0.2, 0.3, 0.4 - k / 10])) for k in range(interpolate.SETTLED_BLENDS + 1)]
+    prompt = "How do I kill a Python process?"
+    for mix in mixes[:2]:
+        merged = "".join(live.stream(mix, prompt, max_new_tokens=8))
+        scaled = "".join(stream(engine, mix, prompt, max_new_tokens=8))  # the corners active, each at its scale
+        assert merged == scaled
+    first, second = live.blends.names
+    "".join(live.stream(mixes[0], prompt, max_new_tokens=4))
+    assert live.blends.names == [second, first]  # reused, and now the newest
+    for mix in mixes[2:]:
+        "".join(live.stream(mix, prompt, max_new_tokens=4))
+    assert len(live.blends.names) == interpolate.SETTLED_BLENDS and first in live.blends.names
+    assert second not in live.blends.names and adapter_name(second) not in engine.model.peft_config  # evicted, freed
+    assert all(adapter_name(n) in engine.model.peft_config for n in live.blends.names)
+    n = len(live.blends.names)
+    "".join(live.stream({corners[0]: 1.0}, prompt, max_new_tokens=4))  # one corner: no blend needed
+    "".join(live.stream({corners[0]: 0.0, corners[1]: 1.0}, prompt, max_new_tokens=4))
+    assert len(live.blends.names) == n
+    torch.testing.assert_close(_logits(engine, corners[0]), alone, rtol=0, atol=0)
