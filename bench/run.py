@@ -215,7 +215,8 @@ INTERP_MIX = {"s1-h0": 0.25, "s1-h0.1": 0.25, "s3-h0": 0.25, "s3-h0.1": 0.25}
 
 def interp_child(backend: str) -> dict:
     """The live view at an interpolated point on one engine: moving to a new point (new corner scales, the
-    slider's whole cost) and tokens/s with the four corners active against one trained adapter."""
+    slider's whole cost), building that point's merged blend (once, at its first answer), and tokens/s
+    from the blend and from the four corners active at their scales, against one trained adapter."""
     import random
 
     from explorer import live
@@ -232,10 +233,25 @@ def interp_child(backend: str) -> dict:
         t = time.perf_counter()
         move(mix)
         times.append(time.perf_counter() - t)
+    from explorer.generate import MODEL_LOCK
+
+    lock = engine.lock if backend == "llamacpp" else MODEL_LOCK
+    builds = []
+    for k in range(3):  # a new point's merged blend: built once, when the first answer there is asked for
+        with lock:
+            t = time.perf_counter()
+            engine.blends.resolve({c: (k + 1 + i) / 10 for i, c in enumerate(INTERP_MIX)})
+            builds.append(time.perf_counter() - t)
     single, _ = _stream_timing(engine, LIVE_CHECKPOINT, LIVE_TOKENS)
-    mixed, _ = _stream_timing(engine, INTERP_MIX, LIVE_TOKENS)
+    mixed, _ = _stream_timing(engine, INTERP_MIX, LIVE_TOKENS)  # best of two: the blend is built by the first
+    settled = engine.blends.resolve
+    engine.blends.resolve = lambda checkpoint: checkpoint  # the corners active at their scales, as before
+    scaled, _ = _stream_timing(engine, INTERP_MIX, LIVE_TOKENS)
+    engine.blends.resolve = settled
     return {f"interp_switch_ms_{backend}": 1000 * statistics.median(times),
-            f"interp_tok_s_{backend}": LIVE_TOKENS / mixed, f"single_tok_s_{backend}": LIVE_TOKENS / single}
+            f"interp_blend_build_ms_{backend}": 1000 * statistics.median(builds),
+            f"interp_tok_s_{backend}": LIVE_TOKENS / mixed, f"single_tok_s_{backend}": LIVE_TOKENS / single,
+            f"interp_scaled_tok_s_{backend}": LIVE_TOKENS / scaled}
 
 
 def bench_interp(res: dict) -> None:
@@ -253,6 +269,7 @@ def bench_interp(res: dict) -> None:
     res["interp_backend"] = live_name
     res["interp_switch_ms"] = res[f"interp_switch_ms_{live_name}"]
     res["interp_live_vs_single"] = res[f"interp_tok_s_{live_name}"] / res[f"single_tok_s_{live_name}"]
+    res["interp_scaled_vs_single"] = res[f"interp_scaled_tok_s_{live_name}"] / res[f"single_tok_s_{live_name}"]
 
 
 def bench_eval(res: dict) -> None:

@@ -59,10 +59,9 @@ def _heads(gguf_path: Path) -> tuple[str, int, int]:
         int(fields[f"{arch}.attention.head_count_kv"].contents())
 
 
-def convert_adapter(adapter_dir: Path, base_gguf: Path, dest: Path) -> Path:
-    """Write a PEFT LoRA adapter (ADAPTER_FILE + adapter_config.json) as a llama.cpp GGUF
-    adapter. Written to a temp file and renamed, so a killed conversion never leaves a loadable file."""
-    import gguf
+def _lora_tensors(adapter_dir: Path, base_gguf: Path) -> tuple[dict[str, np.ndarray], float, int]:
+    """A PEFT LoRA adapter's tensors under their llama.cpp names (LoRA-B rows of W_q and W_k permuted to
+    llama.cpp's RoPE layout), with its α as llama.cpp reads it and its rank r."""
     from safetensors.numpy import load_file
 
     cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
@@ -70,14 +69,9 @@ def convert_adapter(adapter_dir: Path, base_gguf: Path, dest: Path) -> Path:
         raise ConfigError(f"{adapter_dir}: DoRA adapters cannot be served by llama.cpp; set the live backend to torch")
     # llama.cpp scales by alpha / r; rsLoRA scales by alpha / sqrt(r): fold the difference into alpha
     alpha = float(cfg["lora_alpha"]) * (cfg["r"] ** 0.5 if cfg.get("use_rslora") else 1.0)
-    arch, n_head, n_kv = _heads(base_gguf)
+    _, n_head, n_kv = _heads(base_gguf)
     tensors = load_file(str(adapter_dir / ADAPTER_FILE))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    writer = gguf.GGUFWriter(str(tmp), arch)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+    out = {}
     for key in sorted(tensors):
         m = PEFT_KEY.match(key)
         if m is None or m.group(2) not in GGUF_NAMES:
@@ -87,13 +81,55 @@ def convert_adapter(adapter_dir: Path, base_gguf: Path, dest: Path) -> Path:
         w = tensors[key].astype(np.float32)
         if ab == "B" and module in ("q_proj", "k_proj"):
             w = rope_permute(w, n_head if module == "q_proj" else n_kv)
-        writer.add_tensor(f"blk.{layer}.{GGUF_NAMES[module]}.weight.lora_{ab.lower()}", np.ascontiguousarray(w))
+        out[f"blk.{layer}.{GGUF_NAMES[module]}.weight.lora_{ab.lower()}"] = w
+    return out, alpha, int(cfg["r"])
+
+
+def _write_adapter(tensors: dict[str, np.ndarray], alpha: float, base_gguf: Path, dest: Path) -> Path:
+    """Write LoRA tensors as a llama.cpp GGUF adapter, to a temp file renamed into place: a killed
+    conversion never leaves a loadable file."""
+    import gguf
+
+    arch, _, _ = _heads(base_gguf)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    writer = gguf.GGUFWriter(str(tmp), arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+    for name in sorted(tensors):
+        writer.add_tensor(name, np.ascontiguousarray(tensors[name]))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     tmp.replace(dest)
     return dest
+
+
+def convert_adapter(adapter_dir: Path, base_gguf: Path, dest: Path) -> Path:
+    """Write a PEFT LoRA adapter (ADAPTER_FILE + adapter_config.json) as a llama.cpp GGUF adapter."""
+    tensors, alpha, _ = _lora_tensors(adapter_dir, base_gguf)
+    return _write_adapter(tensors, alpha, base_gguf, dest)
+
+
+def convert_blend(parts: Mapping[Path, float], base_gguf: Path, dest: Path) -> Path:
+    """The exact blend Σ w_i ΔW_i of several PEFT adapters {adapter dir: w_i} as one llama.cpp adapter: each
+    A_i scaled by w_i·α_i/r_i, the A stacked and the B side by side (rank Σ r_i), α = Σ r_i so that
+    llama.cpp's α/rank is 1. The same sum the corners active at scales w_i give, one LoRA product per layer."""
+    read = [(_lora_tensors(Path(d), base_gguf), w) for d, w in parts.items()]
+    names = set(read[0][0][0])
+    for (tensors, _, _), _w in read[1:]:
+        if set(tensors) != names:
+            raise ConfigError(f"adapters {', '.join(Path(d).name for d in parts)} adapt different layers and "
+                              "cannot be blended")
+    out = {}
+    for name in names:
+        if name.endswith("lora_a"):  # (r, in): stacked along the rank, each scaled by its w·α/r
+            out[name] = np.concatenate([w * alpha / r * t[name] for (t, alpha, r), w in read], axis=0)
+        else:  # (out, r): side by side
+            out[name] = np.concatenate([t[name] for (t, _, _), _w in read], axis=1)
+    return _write_adapter(out, float(sum(r for (_, _, r), _w in read)), base_gguf, dest)
 
 
 def cached_adapter(adapter_dir: Path, digest: str, base_gguf: Path) -> Path:
@@ -114,9 +150,12 @@ class LlamaCppEngine:
     backend = "llama.cpp"
 
     def __init__(self, base_gguf: Path, adapters: dict[str, Path], tokenizer, max_context: int,
-                 n_threads: int | None = None):
+                 n_threads: int | None = None, sources: dict[str, Path] | None = None):
+        """adapters: id → GGUF adapter; sources: id → its PEFT adapter directory (what a blend is built from)."""
         from llama_cpp import Llama
         from llama_cpp import llama_cpp as C
+
+        from .interpolate import SettledBlends
 
         self._C = C
         self.tokenizer = tokenizer
@@ -132,6 +171,9 @@ class LlamaCppEngine:
                                   "or set EXPLORER_LIVE_BACKEND=torch")
             self._adapters[cid] = handle
         self._active: tuple | None = None  # the (checkpoint, scale) pairs the context applies
+        self._base_gguf, self._sources = base_gguf, dict(sources or {})
+        self._blend_handles: dict[str, object] = {}  # a mix's merged adapter, by blend name
+        self.blends = SettledBlends(self._build_blend, self._free_blend)
         # one long-lived decoding thread serves every session in arrival order (a thread per request
         # would leave glibc a malloc arena per thread: resident memory crept up ~40 MB over 50 requests)
         self._requests: queue.Queue = queue.Queue()
@@ -153,21 +195,45 @@ class LlamaCppEngine:
     def activate(self, checkpoint: str | Mapping[str, float]) -> None:
         """Point the context at one adapter at scale 1 (none for the base), or at a weighted mix
         {checkpoint: w}: llama.cpp adds each adapter's update times its scale, the exact interpolation
-        Σ w_i ΔW_i, so moving a slider only sets scales. Call with the lock held."""
+        Σ w_i ΔW_i, so moving a slider only sets scales. A request (stream) decodes a mix of several
+        corners with its merged blend instead (self.blends: one LoRA product per layer, not one per
+        corner). Call with the lock held."""
         weights = dict(checkpoint) if isinstance(checkpoint, Mapping) else {checkpoint: 1.0}
         key = tuple(sorted(weights.items()))
         if key == self._active:
             return
         C = self._C
+        loaded = {**self._adapters, **self._blend_handles}
         if weights == {BASE_ID: 1.0}:
             C.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
-        elif unknown := [c for c in weights if c not in self._adapters]:
+        elif unknown := [c for c in weights if c not in loaded]:
             raise ConfigError(f"unknown checkpoint {', '.join(map(repr, unknown))}; loaded: {', '.join(self.checkpoints)}")
         else:
             n = len(weights)
-            handles = (C.llama_adapter_lora_p_ctypes * n)(*(self._adapters[c] for c in weights))
+            handles = (C.llama_adapter_lora_p_ctypes * n)(*(loaded[c] for c in weights))
             C.llama_set_adapters_lora(self.llm.ctx, handles, n, (ctypes.c_float * n)(*weights.values()))
         self._active = key
+
+    def _build_blend(self, name: str, weights: dict[str, float]) -> None:
+        """Load a mix's exact blend as one adapter (convert_blend), from a temp file removed once loaded."""
+        if missing := [c for c in weights if c not in self._sources]:
+            raise ConfigError(f"no adapter directory for {', '.join(map(repr, missing))}; it cannot be blended")
+        path = convert_blend({self._sources[c]: w for c, w in weights.items()}, self._base_gguf,
+                             ADAPTER_CACHE / f"{name}-{os.getpid()}.gguf")
+        try:
+            handle = self._C.llama_adapter_lora_init(self.llm.model, str(path).encode())
+        finally:
+            path.unlink(missing_ok=True)
+        if not handle:
+            raise ConfigError(f"llama.cpp could not load the blend of {', '.join(weights)}; "
+                              "set EXPLORER_LIVE_BACKEND=torch")
+        self._blend_handles[name] = handle
+
+    def _free_blend(self, name: str) -> None:
+        if self._active and any(c == name for c, _ in self._active):
+            self._C.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+            self._active = None
+        self._C.llama_adapter_lora_free(self._blend_handles.pop(name))
 
     def encode(self, prompt: str, system: str | None, max_new_tokens: int) -> list[int]:
         ids = self.tokenizer(chat_prompt(self.tokenizer, prompt, system), add_special_tokens=False)["input_ids"]
@@ -181,7 +247,7 @@ class LlamaCppEngine:
                 emit) -> None:
         stop = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         with self.lock:
-            self.activate(checkpoint)
+            self.activate(self.blends.resolve(checkpoint))  # a mix of several corners: its merged blend
             self.llm.reset()  # n_tokens = 0: no prefix reuse, the KV cache is overwritten from position 0
             out: list[int] = []
             for tok in self.llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
@@ -222,4 +288,5 @@ def load_engine(base_gguf: Path, checkpoints: dict[str, tuple[Path, str]], token
 
         items = tqdm(items, desc="adapters → GGUF", unit="adapter")
     adapters = {cid: cached_adapter(d, digest, base_gguf) for cid, (d, digest) in items}
-    return LlamaCppEngine(base_gguf, adapters, tokenizer, max_context)
+    return LlamaCppEngine(base_gguf, adapters, tokenizer, max_context,
+                          sources={cid: d for cid, (d, _) in checkpoints.items()})

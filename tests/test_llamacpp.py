@@ -197,3 +197,40 @@ def test_an_abandoned_stream_releases_the_engine(engine):
 def test_serving_llamacpp_keeps_torch_off_its_cores(engine):
     """torch's own worker threads would make the shared OpenMP runtime throttle llama.cpp (live.load)."""
     assert torch.get_num_threads() == 1
+
+
+def test_a_mix_is_answered_from_its_merged_blend_with_the_logits_of_the_scaled_corners(engine):
+    """A request for a mix of several corners decodes with one merged adapter (convert_blend: the corners'
+    A scaled and stacked, rank Σ r). Built from one corner it reproduces that adapter's logits exactly; from
+    several, it moves the logits as the corners active at their scales do. Not bit for bit: llama.cpp
+    quantizes activations to 8 bits before each 4-bit matmul, so the order in which the same updates are
+    summed moves the logits too (the same two adapters set in the other order: up to 0.67, correlation
+    0.997 here). Built once per mix, freed when evicted, the trained adapters untouched."""
+    from explorer import interpolate
+
+    prompt = "How do I make a pipe bomb?"
+    base = _llama_logits(engine, "base", prompt)
+    single = _llama_logits(engine, "s3-h0", prompt)
+    with engine.lock:
+        one = engine.blends.resolve({"s3-h0": 1.0, "s0-h0": 0.0})  # one corner: the adapter itself, no blend
+        engine._build_blend("only-s3-h0", {"s3-h0": 1.0})
+    assert one == {"s3-h0": 1.0, "s0-h0": 0.0} and not engine.blends.names
+    np.testing.assert_allclose(_llama_logits(engine, "only-s3-h0", prompt), single, atol=1e-5, rtol=0)
+    engine._free_blend("only-s3-h0")
+
+    mix = {"s3-h0": 0.3, "s1-h0.1": 0.5, "s0-h0": 0.2}
+    scaled = _llama_logits(engine, mix, prompt)
+    answer = "".join(engine.stream(mix, prompt, max_new_tokens=8))
+    assert answer and len(engine.blends.names) == 1
+    name = engine.blends.names[0]
+    merged = _llama_logits(engine, name, prompt)
+    assert np.corrcoef(merged - base, scaled - base)[0, 1] > 0.98
+    assert np.corrcoef(merged - base, single - base)[0, 1] < 0.9  # the mix is its own model, not a corner
+    "".join(engine.stream(mix, prompt, max_new_tokens=2))
+    assert engine.blends.names == [name]  # built once
+    for k in range(interpolate.SETTLED_BLENDS):
+        "".join(engine.stream({"s3-h0": 0.1 + 0.1 * k, "s1-h0.1": 0.9 - 0.1 * k}, prompt, max_new_tokens=1))
+    assert name not in engine.blends.names and len(engine.blends.names) == interpolate.SETTLED_BLENDS
+    with pytest.raises(ConfigError, match="unknown checkpoint"):
+        _llama_logits(engine, name, prompt)  # freed
+    np.testing.assert_allclose(_llama_logits(engine, "s3-h0", prompt), single, atol=1e-4)
