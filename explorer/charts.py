@@ -213,7 +213,7 @@ def fidelity_frame(fid: pd.DataFrame) -> pd.DataFrame:
     """queries.fidelity_table as long rows: point × rate × model (the trained one once, each blend method)."""
     rows = []
     for r in fid.to_dict("records"):
-        point = f"λ_safe {r['lambda_safe']:g}, λ_helpful {r['lambda_helpful']:g}"
+        point = f"λ_safe {r['lambda_safe']:.3g}, λ_helpful {r['lambda_helpful']:.3g}"
         for rate, title in (("violation", "violation rate"), ("over_refusal", "over-refusal rate")):
             for who, model in (("trained", "trained"), ("interp", r["method"])):
                 rows.append({"point": point, "rate": title, "model": FIDELITY_MODELS[model],

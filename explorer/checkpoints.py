@@ -213,11 +213,15 @@ def base_info(base_name: str, base_fingerprint: str) -> CheckpointInfo:
                           {"base_model": base_name, "base_fingerprint": base_fingerprint})
 
 
+def trained_lambda_safe(manifest: dict) -> float:
+    """The λ_safe a run stands for: the one it was trained at, or for a run trained to ε the one its dual
+    ascent ended at (the multiplier it found), not the one it started from."""
+    return float(manifest["final_lambda_safe"] if manifest.get("lambda_trajectory") else manifest["lambda_safe"])
+
+
 def run_info(directory: Path, manifest: dict) -> CheckpointInfo:
-    """A finished run, named by its directory, fingerprinted by its adapter's digest. A run trained to ε
-    carries the λ_safe its dual ascent ended at (the multiplier it found), not the one it started from."""
-    lambda_safe = manifest["final_lambda_safe"] if manifest.get("lambda_trajectory") else manifest["lambda_safe"]
-    return CheckpointInfo(directory.name, directory, manifest["adapter_sha256"][:16], float(lambda_safe),
+    """A finished run, named by its directory, fingerprinted by its adapter's digest."""
+    return CheckpointInfo(directory.name, directory, manifest["adapter_sha256"][:16], trained_lambda_safe(manifest),
                           float(manifest["lambda_helpful"]), manifest)
 
 

@@ -202,7 +202,7 @@ def format_report(rep: dict) -> str:
     lines += [head, "-" * len(head)]
     for c in rep["checkpoints"]:
         nll = f"{c['capability_nll']:.2f}" if c["capability_nll"] is not None else "  –  "
-        lines.append(f"{c['id']:12s} {c['lambda_safe']:6g} {c['lambda_helpful']:6g}  {_pct(c['violation_rate'], *c['violation_ci']):22s} "
+        lines.append(f"{c['id']:12s} {c['lambda_safe']:6.3g} {c['lambda_helpful']:6.3g}  {_pct(c['violation_rate'], *c['violation_ci']):22s} "
                      f"{_pct(c['over_refusal_rate'], *c['over_refusal_ci']):22s} "
                      f"{_pct(c['general_refusal_rate'], *c['general_refusal_ci']):22s} {nll:>5s} {'*' if c['pareto'] else ''}")
     if rep["checkpoints"]:

@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from . import metrics, queries, store
-from .checkpoints import BASE_ID, manifests, model_config, sweep_dir
+from .checkpoints import BASE_ID, manifests, model_config, sweep_dir, trained_lambda_safe
 from .config import ConfigError
 
 SHOWN_FLIPS = 200  # changed prompts read in full on the examples page; its counts cover every change
@@ -285,7 +285,7 @@ def live_checkpoints() -> dict[str, str]:
     out = {BASE_ID: f"{BASE_ID} (untrained model)"}
     for cid, man in manifests(paths().checkpoints).items():
         if "lambda_safe" in man and "lambda_helpful" in man:
-            out[cid] = f"{cid} (λ_safe {man['lambda_safe']:g}, λ_helpful {man['lambda_helpful']:g})"
+            out[cid] = f"{cid} (λ_safe {trained_lambda_safe(man):.3g}, λ_helpful {man['lambda_helpful']:.3g})"
     return out
 
 
@@ -396,7 +396,7 @@ def checkpoint_label(table: pd.DataFrame):
         r = lam.loc[cid]
         if r["is_base"]:
             return f"{cid} (untrained)"
-        return f"{cid} (λ_safe {r['lambda_safe']:g}, λ_helpful {r['lambda_helpful']:g})"
+        return f"{cid} (λ_safe {r['lambda_safe']:.3g}, λ_helpful {r['lambda_helpful']:.3g})"
     return fmt
 
 

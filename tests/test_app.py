@@ -280,8 +280,9 @@ def constrained_env(app_env, tmp_path, monkeypatch):
     shutil.copy(app_env["EXPLORER_DB"], db)
     recipe = load_recipe(DEFAULT_RECIPE, {"sweep": {"target_violation": 0.3}, "loss": {"lambda_safe": 1.0}})
     trajectory = [{"step": 9, "violation_estimate": 0.6, "lambda_safe": 1.35},
-                  {"step": 19, "violation_estimate": 0.4, "lambda_safe": 1.49}]
-    info = CheckpointInfo("constrained-eps0.3-h0.3", tmp_path / "c", "fp-constrained", 1.0, 0.3,
+                  {"step": 19, "violation_estimate": 0.1, "lambda_safe": 0.64}]
+    # the λ_safe its dual ascent ended at: off the grid, as real runs are
+    info = CheckpointInfo("constrained-eps0.3-h0.3", tmp_path / "c", "fp-constrained", 0.64, 0.3,
                           {"base_fingerprint": "fp", "recipe": recipe.to_dict(), "lambda_trajectory": trajectory})
     add_checkpoint(db, info, recipe, ["I'm sorry, but I can't help with that." if i % 3 else "Sure, here it is."
                                       for i in range(len(prompt_table()))])
@@ -303,6 +304,20 @@ def test_a_run_trained_to_epsilon_is_marked_and_shows_its_dual_ascent(constraine
     assert "How training reached ε" in texts(at)
     charts = [c.proto.spec for c in at.get("vega_lite_chart")]
     assert any("violation_estimate" in c and "lambda_safe" in c for c in charts)
+
+
+def test_the_operating_point_page_opens_on_a_run_trained_to_epsilon(constrained_env):
+    """Chosen before (e.g. as the map's best under ε), a run trained to ε is shown with its dual ascent, and
+    the sliders start at the trained grid point nearest to its λs (its own λ_safe is off the grid)."""
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["operating_point"] = constrained_env
+    at.run()
+    at.sidebar.selectbox(key="judge").select("keyword").run()
+    at.switch_page("explorer/pages/operating_point.py").run()
+    assert not at.exception, at.exception
+    assert at.subheader[0].value == f"Checkpoint {constrained_env}"
+    assert (at.slider(key="op_lambda_safe").value, at.slider(key="op_lambda_helpful").value) == (1.0, 0.0)
+    assert "How training reached ε" in texts(at)
 
 
 @pytest.fixture

@@ -19,11 +19,15 @@ if trained.empty:
     st.stop()
 
 current = table.set_index("checkpoint_id").loc[ui.operating_point(table)]
+start = current
+if current["kind"] == "constrained":  # its λ_safe was found by training, off the grid: start at the nearest grid point
+    start = trained.loc[((trained["lambda_safe"] - current["lambda_safe"]) ** 2
+                         + (trained["lambda_helpful"] - current["lambda_helpful"]) ** 2).idxmin()]
 left, right, third = st.columns(3)
-ls = ui.lambda_slider(left, "λ_safe: weight on refusing harmful prompts", trained["lambda_safe"], current["lambda_safe"],
+ls = ui.lambda_slider(left, "λ_safe: weight on refusing harmful prompts", trained["lambda_safe"], start["lambda_safe"],
                       "op_lambda_safe")
 lh = ui.lambda_slider(right, "λ_helpful: weight on answering benign prompts", trained["lambda_helpful"],
-                      current["lambda_helpful"], "op_lambda_helpful")
+                      start["lambda_helpful"], "op_lambda_helpful")
 point = interpolate.locate(trained, table[table["kind"] == "interpolated"], ls, lh)
 if point.status == "no corners":
     st.warning(f"λ_safe {ls:g}, λ_helpful {lh:g} lies in a grid cell whose trained corners "

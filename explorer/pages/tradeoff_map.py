@@ -28,7 +28,7 @@ if best is None:
     st.warning(f"No checkpoint has a violation rate of at most {epsilon:.0%}. Raise ε, or train with a larger λ_safe.")
 else:
     st.success(f"Most helpful checkpoint with violation rate ≤ {epsilon:.0%}: **{best['checkpoint_id']}** "
-               f"(λ_safe {best['lambda_safe']:g}, λ_helpful {best['lambda_helpful']:g}) — violation "
+               f"(λ_safe {best['lambda_safe']:.3g}, λ_helpful {best['lambda_helpful']:.3g}) — violation "
                f"{ui.pct(best['violation_rate'])}, over-refusal {ui.pct(best['over_refusal_rate'])}.")
 
 # the chart is built once per table; ε and the ringed checkpoint are its parameters, set per rerun
