@@ -14,6 +14,7 @@ import math
 from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping
 
 import pandas as pd
@@ -56,8 +57,11 @@ def check_blendable(model, names: list[str]) -> None:
         if set(c.target_modules) != set(first.target_modules) or c.r != first.r:
             raise ConfigError(f"adapters {names[0]} and {n} cannot be blended: target modules "
                               f"{sorted(first.target_modules)} r={first.r} vs {sorted(c.target_modules)} r={c.r}")
-        if c.base_model_name_or_path != first.base_model_name_or_path:
-            raise ConfigError(f"adapters {names[0]} and {n} were trained on different base models")
+        # the base's name, not its path: the same base cached in another folder (another machine or checkout)
+        # is the same model; attach_adapters has already checked each adapter's base fingerprint
+        if Path(c.base_model_name_or_path).name != Path(first.base_model_name_or_path).name:
+            raise ConfigError(f"adapters {names[0]} and {n} were trained on different base models "
+                              f"({first.base_model_name_or_path} vs {c.base_model_name_or_path})")
 
 
 def blend(model, weights: dict[str, float], name: str, method: str = "exact") -> str:

@@ -1,4 +1,6 @@
 """Interpolated models: bilinear weights on the grid, and a blend of adapter updates that is exact."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -141,6 +143,26 @@ def test_blending_what_is_not_loaded_is_refused(grid_model):
         blend(engine.model, {"s9-h9": 1.0}, "nope")
     with pytest.raises(ConfigError, match="unknown interpolation method"):
         blend(engine.model, {}, "nope", method="svd")
+
+
+def test_corners_trained_from_the_same_base_in_other_folders_blend_and_other_bases_do_not(grid_model):
+    """Adapters record their base by path; the same base cached in another checkout (earlier sessions trained
+    some shipped corners from other folders) is the same model, another base is refused."""
+    from explorer.generate import adapter_name
+    from explorer.interpolate import check_blendable
+
+    engine, ids = grid_model
+    a, b = (adapter_name(i) for i in sorted(ids)[:2])
+    config = engine.model.peft_config[b]
+    original = config.base_model_name_or_path
+    try:
+        config.base_model_name_or_path = str(Path("/elsewhere/.cache/base") / Path(original).name)
+        check_blendable(engine.model, [a, b])
+        config.base_model_name_or_path = "/elsewhere/.cache/base/another-model"
+        with pytest.raises(ConfigError, match="different base models"):
+            check_blendable(engine.model, [a, b])
+    finally:
+        config.base_model_name_or_path = original
 
 
 def _grid_infos(points):
