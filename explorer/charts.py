@@ -40,8 +40,9 @@ def frontier_frame(table: pd.DataFrame) -> pd.DataFrame:
     df["status"] = [STATUS["base"] if b else STATUS["interpolated"] if k == "interpolated" else STATUS["constrained"]
                     if pd.notna(e) else STATUS["pareto"] if p else STATUS["dominated"]
                     for b, p, e, k in zip(df["is_base"], df["pareto"], eps, kinds)]
-    # a run trained to ε is named with its target, so the map says what it was asked to reach
-    names = [f"{c} (trained to ε = {e:g})" if pd.notna(e) else c for c, e in zip(df["checkpoint_id"], eps)]
+    # a run trained to ε is named by its target, so the map says what it was asked to reach (its id, long and
+    # next to its neighbours' labels, is in the tooltip)
+    names = [f"trained to ε = {e:g}" if pd.notna(e) else c for c, e in zip(df["checkpoint_id"], eps)]
     df["label"] = cluster_labels(df.assign(checkpoint_id=names))
     return df
 
