@@ -46,7 +46,38 @@ def _is_lock_error(e: Exception) -> bool:
     return "lock" in msg or "conflicting" in msg or "being used by another" in msg
 
 
+# A writer that finds the file locked leaves this marker (touched at every retry) until it gets in or gives up,
+# and readers hold back while it is fresh: readers reuse idle instances and attach again within a millisecond,
+# so back-to-back reads would otherwise keep a waiting writer out for good. A killed writer's marker goes
+# stale in WRITER_WAITING_FRESH_S.
+WRITER_WAITING_FRESH_S = 1.0
+
+
+def _writer_waiting(path: Path) -> Path:
+    return path.with_name(path.name + ".writer-waiting")
+
+
+def _hold_back_for_writer(path: Path, deadline: float) -> None:
+    marker = _writer_waiting(path)
+    while time.monotonic() < deadline:
+        try:
+            if time.time() - marker.stat().st_mtime > WRITER_WAITING_FRESH_S:
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.005)
+
+
 def _connect(path: Path, read_only: bool, retry_s: float | None = None) -> duckdb.DuckDBPyConnection:
+    marker = None if read_only else _writer_waiting(path)
+    try:
+        return _connect_retrying(path, read_only, retry_s, marker)
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
+
+
+def _connect_retrying(path: Path, read_only: bool, retry_s: float | None, marker: Path | None) -> duckdb.DuckDBPyConnection:
     retry_s = LOCK_RETRY_S if retry_s is None else retry_s
     deadline = time.monotonic() + retry_s
     delay = 0.02
@@ -55,6 +86,8 @@ def _connect(path: Path, read_only: bool, retry_s: float | None = None) -> duckd
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as e:
             if _is_lock_error(e) and time.monotonic() < deadline:
+                if marker is not None:
+                    marker.touch()
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
                 continue
@@ -188,6 +221,7 @@ def _attach(con: duckdb.DuckDBPyConnection, alias: str, path: Path, which: str, 
         return
     if not path.is_file():
         raise StoreError(f"{path}: is not a store file (a directory?); pass the path of a .duckdb file")
+    _hold_back_for_writer(path, deadline)
     while True:
         try:
             con.execute(_ALIAS_SQL[alias]["attach"], [str(path)])
