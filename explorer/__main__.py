@@ -85,15 +85,17 @@ def cmd_train(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import run_constrained, run_sweep
+    from .checkpoints import CHECKPOINTS_ROOT
+    from .sweep import run_bisection, run_constrained, run_sweep
 
     recipe = _recipe(args)
+    if args.bisect and recipe.sweep.target_violation is None:
+        raise ConfigError("--bisect needs --target-violation ε (a rate in [0, 1])")
+    root = Path(args.root) if args.root else CHECKPOINTS_ROOT
     if recipe.sweep.target_violation is not None:
-        print(f"saved {run_constrained(recipe)}")
+        print(f"saved {(run_bisection if args.bisect else run_constrained)(recipe, root)}")
         return 0
-    from .checkpoints import CHECKPOINTS_ROOT
-
-    for d in run_sweep(recipe, root=Path(args.root) if args.root else CHECKPOINTS_ROOT):
+    for d in run_sweep(recipe, root=root):
         print(d.relative_to(ROOT) if d.is_relative_to(ROOT) else d)
     return 0
 
@@ -353,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output directory (default: checkpoints/<sweep>/<run-id>)")
     s = command("sweep", cmd_sweep, "train every grid point (resumable)", True)
     s.add_argument("--target-violation", type=float, help="constrained mode: dual ascent on λ_safe toward ε")
+    s.add_argument("--bisect", action="store_true", help="with --target-violation: bisection on λ_safe across runs "
+                   "(sweep.bisect_lambda_safe, sweep.bisect_steps) instead of dual ascent inside one")
     s.add_argument("--root", help="checkpoint root (default: checkpoints/)")
     s = command("eval", cmd_eval, "generate + judge every checkpoint on the test split (incremental)", True)
     s.add_argument("--suite-file", help="evaluate on your own suite file instead (CSV/JSONL), as its own prompt set")

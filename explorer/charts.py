@@ -42,7 +42,9 @@ def frontier_frame(table: pd.DataFrame) -> pd.DataFrame:
                     for b, p, e, k in zip(df["is_base"], df["pareto"], eps, kinds)]
     # a run trained to ε is named by its target, so the map says what it was asked to reach (its id, long and
     # next to its neighbours' labels, is in the tooltip)
-    names = [f"trained to ε = {e:g}" if pd.notna(e) else c for c, e in zip(df["checkpoint_id"], eps)]
+    how = table["constraint_method"] if "constraint_method" in table else pd.Series(None, index=table.index)
+    names = [(f"trained to ε = {e:g}" + (" (bisection)" if m == "bisection" else "")) if pd.notna(e) else c
+             for c, e, m in zip(df["checkpoint_id"], eps, how)]
     df["label"] = cluster_labels(df.assign(checkpoint_id=names))
     return df
 
@@ -133,10 +135,11 @@ def with_params(spec: dict, **values) -> dict:
                                for p in spec.get("params", [])]}
 
 
-def dual_trajectory(trajectory: pd.DataFrame, epsilon: float) -> alt.VConcatChart:
-    """A constrained run's dual ascent (train.DualAscent): λ_safe at each update, and the violation
-    estimate v̂ that moved it against the target ε (the dashed line)."""
-    x = alt.X("step:Q", title="training step")
+def dual_trajectory(trajectory: pd.DataFrame, epsilon: float, step_title: str = "training step") -> alt.VConcatChart:
+    """A constrained run's search for λ_safe: at each dual-ascent update (train.DualAscent), or at each
+    bisection probe (a run of its own; step_title 'probe'), λ_safe and the violation estimate v̂ it gave,
+    against the target ε (the dashed line)."""
+    x = alt.X("step:Q", title=step_title, axis=alt.Axis(tickMinStep=1))
     lam = alt.Chart(trajectory).mark_line(point=True, color="#9467bd").encode(
         x=x, y=alt.Y("lambda_safe:Q", title="λ_safe", scale=alt.Scale(zero=False)),
         tooltip=[alt.Tooltip("step:Q"), alt.Tooltip("lambda_safe:Q", format=".3g")]).properties(height=180)
@@ -149,8 +152,10 @@ def dual_trajectory(trajectory: pd.DataFrame, epsilon: float) -> alt.VConcatChar
 
 
 def heatmap(table: pd.DataFrame, metric: str, title: str, fmt: str = ".0%") -> alt.LayerChart:
-    """One metric over the (λ_safe, λ_helpful) grid of trained checkpoints (the base is not on the grid)."""
-    df = table.loc[~table["is_base"], ["checkpoint_id", "lambda_safe", "lambda_helpful", metric]]  # only what is drawn
+    """One metric over the (λ_safe, λ_helpful) grid of trained checkpoints (the base is not on the grid, nor are
+    runs trained off its axes, such as bisection probes: the map shows them)."""
+    off_axes = (table["kind"] == "grid") & ~table["on_grid"].astype(bool) if {"kind", "on_grid"} <= set(table) else False
+    df = table.loc[~table["is_base"] & ~off_axes, ["checkpoint_id", "lambda_safe", "lambda_helpful", metric]]
     rate = fmt.endswith("%")
     scale = alt.Scale(scheme="orangered", domain=[0, 1]) if rate else alt.Scale(scheme="orangered")
     x = alt.X("lambda_helpful:O", title="λ_helpful", axis=alt.Axis(labelAngle=0))

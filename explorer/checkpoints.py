@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ VARIANTS = {"hinge": {"preference": "hinge"}, "unweighted": {"severity_weighting
 # interpolated: a blend of trained grid points at a slider position between them; fidelity: a blend at a
 # trained point with that point's row withheld, compared with the model trained there (never on the map)
 KINDS = ("base", "grid", "constrained", "variant", "interpolated", "fidelity")
+# how a constrained run found its λ_safe: `sweep --target-violation ε` (dual ascent inside one run) or with
+# --bisect (bisection on λ_safe across runs)
+CONSTRAINT_METHODS = ("dual ascent", "bisection")
 
 
 def variant_of(loss: dict) -> str:
@@ -46,16 +50,29 @@ def variant_of(loss: dict) -> str:
 
 
 def describe(manifest: dict, is_base: bool) -> dict:
-    """kind (KINDS), the ε a constrained run was trained to, the variant name, and how a blended model was
-    blended (interpolate.METHODS), from a manifest."""
+    """kind (KINDS), the ε a constrained run was trained to and how (CONSTRAINT_METHODS), the variant name,
+    how a blended model was blended (interpolate.METHODS), and whether a grid run lies on its sweep's axes
+    (on_grid: a corner for interpolation; a run trained off them, e.g. a bisection probe, is not)."""
     recipe = manifest.get("recipe") or {}
-    eps = (recipe.get("sweep") or {}).get("target_violation")
+    sweep = recipe.get("sweep") or {}
+    eps = sweep.get("target_violation")
     variant = variant_of(recipe.get("loss") or {})
     blend = manifest.get("interpolated")
     kind = ("base" if is_base else ("fidelity" if blend.get("held_out") else "interpolated") if blend
             else "constrained" if eps is not None else "variant" if variant else "grid")
     return {"kind": kind, "target_violation": eps, "variant": variant or None,
-            "blend_method": blend["method"] if blend else None}
+            "blend_method": blend["method"] if blend else None,
+            "constraint_method": ("bisection" if "bisection" in manifest else "dual ascent") if kind == "constrained" else None,
+            "on_grid": kind == "grid" and _on_axes(manifest, sweep)}
+
+
+def _on_axes(manifest: dict, sweep: dict) -> bool:
+    """The run's λs are values of its sweep's two axes (a manifest without them counts as on them)."""
+    def on(value, axis) -> bool:
+        return axis is None or any(math.isclose(float(value), float(a), abs_tol=1e-9) for a in axis)
+
+    return (on(manifest.get("lambda_safe", 0.0), sweep.get("lambda_safe"))
+            and on(manifest.get("lambda_helpful", 0.0), sweep.get("lambda_helpful")))
 
 
 def sweep_dir(sweep_name: str, root: Path = CHECKPOINTS_ROOT) -> Path:

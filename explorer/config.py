@@ -88,6 +88,9 @@ class SweepConfig:
     variant_lambda_helpful: tuple[float, ...] = (0.1,)
     dual_lr: float = 1.0  # η in log λ ← log λ + η·(v̂ − ε)
     dual_every: int = 10  # steps between dual updates
+    bisect_lambda_safe: tuple[float, ...] = field(default=(0.0, 1.0), metadata={
+        "help": "sweep --bisect: the λ_safe bracket [low, high] halved across runs toward ε"})
+    bisect_steps: int = field(default=2, metadata={"help": "sweep --bisect: halvings after the two ends"})
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ INT_RANGES = {  # "section.key" → (lowest, highest), both allowed
     "train.batch_pairs": (1, MAX_BATCH), "train.batch_lm": (1, MAX_BATCH),
     "train.max_prompt_tokens": (1, MAX_TOKENS), "train.max_response_tokens": (1, MAX_TOKENS),
     "train.n_safe_pairs": (1, MAX_EXAMPLES), "train.n_helpful_pairs": (1, MAX_EXAMPLES), "train.n_lm": (1, MAX_EXAMPLES),
-    "sweep.cpus_per_run": (1, 4096), "sweep.dual_every": (1, MAX_STEPS),
+    "sweep.cpus_per_run": (1, 4096), "sweep.dual_every": (1, MAX_STEPS), "sweep.bisect_steps": (0, 20),
     "eval.max_new_tokens": (1, MAX_TOKENS), "eval.batch_size": (1, MAX_BATCH),
     "eval.samples": (1, 1024), "eval.sampled_prompts": (1, MAX_EXAMPLES),
 }
@@ -149,6 +152,7 @@ FLOAT_RANGES = {  # "section.key" → (lowest, whether the lowest itself is allo
     "loss.lambda_safe": (0.0, True, MAX_LAMBDA), "loss.lambda_helpful": (0.0, True, MAX_LAMBDA),
     "sweep.lambda_safe": (0.0, True, MAX_LAMBDA), "sweep.lambda_helpful": (0.0, True, MAX_LAMBDA),
     "sweep.variant_lambda_safe": (0.0, True, MAX_LAMBDA), "sweep.variant_lambda_helpful": (0.0, True, MAX_LAMBDA),
+    "sweep.bisect_lambda_safe": (0.0, True, MAX_LAMBDA),
     "loss.beta": (0.0, False, 1e3), "train.lr": (0.0, False, 10.0), "sweep.dual_lr": (0.0, False, 1e3),
     "lora.dropout": (0.0, True, 0.99), "sweep.target_violation": (0.0, True, 1.0),
     "eval.temperature": (0.0, False, 10.0),
@@ -269,6 +273,10 @@ def _check(recipe: Recipe, from_set: set[str]) -> None:
     if recipe.sweep.variants and not (recipe.sweep.variant_lambda_safe and recipe.sweep.variant_lambda_helpful):
         raise bad("sweep.variants", "needs the points to train them at: sweep.variant_lambda_safe and "
                                     "sweep.variant_lambda_helpful, e.g. [1.0, 3.0] and [0.1]")
+    low_high = recipe.sweep.bisect_lambda_safe
+    if len(low_high) != 2 or not low_high[0] < low_high[1]:
+        raise bad("sweep.bisect_lambda_safe", f"must be a bracket [low, high] with low < high, e.g. [0.0, 1.0]; "
+                                              f"got {list(low_high)}")
     if recipe.sweep.launcher not in ("local", "ray"):
         raise bad("sweep.launcher", f"must be 'local' or 'ray', got {recipe.sweep.launcher!r}")
     if recipe.model.dtype not in ("auto", "float32", "bfloat16", "float16"):

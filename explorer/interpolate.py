@@ -157,7 +157,9 @@ def interpolated_id(lambda_safe: float, lambda_helpful: float, method: str = "ex
 
 
 def _grid_points(infos: list[CheckpointInfo]) -> list[CheckpointInfo]:
-    return [i for i in infos if not i.is_base and describe(i.manifest, False)["kind"] == "grid"]
+    """The corners a blend may use: the main grid's runs on its axes (a run trained off them, such as a
+    bisection probe, would leave the cells around it without corners)."""
+    return [i for i in infos if not i.is_base and describe(i.manifest, False)["on_grid"]]
 
 
 def interpolated_info(infos: list[CheckpointInfo], lambda_safe: float, lambda_helpful: float,
@@ -230,6 +232,8 @@ def locate(grid: pd.DataFrame, blends: pd.DataFrame, lambda_safe: float, lambda_
         lambda x: _same(x, lambda_helpful))]
     if len(at):
         return SliderPoint(lambda_safe, lambda_helpful, "trained", at.iloc[0], grid.iloc[0:0].assign(weight=[]))
+    if {"kind", "on_grid"} <= set(grid):  # a main-grid run trained off the axes is found above, never a corner
+        grid = grid[(grid["kind"] != "grid") | grid["on_grid"].astype(bool)]
     weights = cell_weights(grid["lambda_safe"].tolist(), grid["lambda_helpful"].tolist(), lambda_safe, lambda_helpful)
     rows, missing = [], []
     for (s, h), w in weights.items():

@@ -2,7 +2,8 @@
 
 JSON keys are a contract (scripts outside the project read them): checkpoints[{id, lambda_safe,
 lambda_helpful, is_base, kind (checkpoints.KINDS), target_violation (constrained runs: the ε trained
-to), variant (variants: checkpoints.VARIANTS name), blend_method (interpolated and fidelity models), violation_rate, violation_ci, over_refusal_rate, over_refusal_ci,
+to), constraint_method (how: checkpoints.CONSTRAINT_METHODS), on_grid (a grid run on its sweep's axes, not a
+probe trained off them), variant (variants: checkpoints.VARIANTS name), blend_method (interpolated and fidelity models), violation_rate, violation_ci, over_refusal_rate, over_refusal_ci,
 n_harmful, n_benign, violation_rate_corrected, over_refusal_rate_corrected (as a perfect judge would
 give them), seen_* / unseen_* (suites training drew from / never saw), attack_violation_rate,
 sampled_violation_rate, sampled_over_refusal_rate (k sampled answers per prompt), ...}],
@@ -49,6 +50,7 @@ def build_report(judge: str | None = None, db: Path | None = None, split: str | 
         cps.append({
             "id": r.checkpoint_id, "lambda_safe": float(r.lambda_safe), "lambda_helpful": float(r.lambda_helpful),
             "is_base": bool(r.is_base), "kind": r.kind, "target_violation": _num(r.target_violation),
+            "constraint_method": r.constraint_method, "on_grid": bool(r.on_grid),
             "variant": r.variant, "blend_method": r.blend_method, "violation_rate": _num(r.violation_rate),
             "violation_ci": [_num(r.violation_lo), _num(r.violation_hi)],
             "over_refusal_rate": _num(r.over_refusal_rate), "over_refusal_ci": [_num(r.over_refusal_lo), _num(r.over_refusal_hi)],

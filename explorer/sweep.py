@@ -5,10 +5,12 @@ restarted with the same command skips finished runs and redoes only the unfinish
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
+from typing import Callable
 
 from .checkpoints import CHECKPOINTS_ROOT, VARIANTS, clean_partial, is_finished, run_id, sweep_dir
 from .config import ConfigError, Recipe
@@ -160,3 +162,139 @@ def run_constrained(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: boo
         return d
     train_run(base, ps, recipe, d, progress=progress, dual=dual_estimator(base, prompts, recipe))
     return d
+
+
+def bisection_id(target: float, lambda_helpful: float) -> str:
+    return f"bisect-eps{target:g}-h{lambda_helpful:g}"
+
+
+class OutOfReach(ConfigError):
+    """ε is not met anywhere in the bracket: no λ_safe there is feasible."""
+
+
+def bisect_lambda_safe(violation_at: Callable[[float], float], target: float, low: float, high: float,
+                       steps: int) -> tuple[float | None, list[dict]]:
+    """Bisection on the multiplier: the smallest λ_safe in [low, high] found with v(λ_safe) ≤ ε (the most
+    helpful feasible run, if violation falls as λ_safe rises), after checking both ends and halving the
+    bracket `steps` times; None when even `high` violates ε. Returns it with every probe
+    {probe, lambda_safe, violation_estimate} in the order run."""
+    probes = []
+
+    def probe(lam: float) -> float:
+        v = violation_at(lam)
+        probes.append({"probe": len(probes) + 1, "lambda_safe": lam, "violation_estimate": v})
+        return v
+
+    if probe(high) > target:
+        return None, probes
+    if probe(low) <= target:
+        return low, probes  # the constraint does not bind: no safety weight is needed
+    for _ in range(steps):
+        mid = round((low + high) / 2, 6)
+        if probe(mid) <= target:
+            high = mid
+        else:
+            low = mid
+    return high, probes
+
+
+def _cached_estimate(key: str, compute: Callable[[], float]) -> float:
+    """v̂ of one adapter on the dev prompts, kept in the cache by (adapter digest, judge, prompts), so a
+    rerun after a kill, or another ε probing the same run, does not generate again."""
+    import json
+    import os
+    import tempfile
+
+    from .model import CACHE_DIR
+
+    path = CACHE_DIR / "violation_estimates.json"
+    known = json.loads(path.read_text()) if path.is_file() else {}
+    if key not in known:
+        known[key] = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".violation_estimates.")
+        with os.fdopen(fd, "w") as f:
+            json.dump(known, f, indent=1)
+        os.replace(tmp, path)
+    return known[key]
+
+
+def run_bisection(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = True) -> Path:
+    """The constrained problem by the other classical route: bisection on λ_safe across runs. Each probe is
+    an ordinary run at (λ_safe, recipe λ_helpful), reused when already trained (the grid's own points are
+    probes too), scored by v̂ on every dev-split harmful prompt. The answer is saved as its own checkpoint,
+    bisect-eps<ε>-h<λ_helpful>: that probe's adapter (same digest, so its evaluation is shared) with the
+    probes in its manifest. Raises OutOfReach when the bracket's top still violates ε (its probes stay)."""
+    import json
+
+    from .checkpoints import ADAPTER_FILE, MANIFEST_FILE, model_card
+    from .atomic import atomic_directory
+    from .model import load_base
+    from .pairs import cached_pairs
+    from .suites import load_prompts
+    from .train import train_run
+
+    eps, lh = recipe.sweep.target_violation, recipe.loss.lambda_helpful
+    if eps is None:
+        raise ConfigError("--bisect needs --target-violation ε (a rate in [0, 1])")
+    out = sweep_dir(recipe.sweep.name, root) / bisection_id(eps, lh)
+    base = load_base(recipe.model, training=True, progress=progress)
+    prompts = load_prompts()
+    ps = cached_pairs(base, prompts, recipe, progress=progress)
+    if is_finished(out, ps.fingerprint):
+        return out
+    clean_partial(out.parent)
+    dev = prompts[(prompts["split"] == "dev") & (prompts["kind"] == "harmful")]
+    estimate = dual_estimator(base, prompts, recipe, n=len(dev))
+    plain = dataclasses.replace(recipe, sweep=dataclasses.replace(recipe.sweep, target_violation=None))
+
+    def run_at(lam: float) -> Path:
+        d = sweep_dir(recipe.sweep.name, root) / run_id(lam, lh)
+        if not is_finished(d, ps.fingerprint):
+            if d.exists():
+                shutil.rmtree(d)  # trained on other pairs: stale
+            train_run(base, ps, plain.with_loss(lambda_safe=lam), d, progress=progress)
+        return d
+
+    def violation_at(lam: float) -> float:
+        from peft import PeftModel
+
+        d = run_at(lam)
+        digest = json.loads((d / MANIFEST_FILE).read_text())["adapter_sha256"][:16]
+
+        def measure() -> float:
+            model = PeftModel.from_pretrained(base.model, str(d), is_trainable=False)
+            try:
+                model.eval()
+                return estimate(model)
+            finally:
+                model.unload()  # the shared base back without LoRA layers, for the next probe
+
+        v = _cached_estimate(f"{digest}:{recipe.eval.primary_judge}:dev-harmful-{len(dev)}", measure)
+        if progress:
+            print(f"probe λ_safe {lam:g}: v̂ = {v:.3f} (ε {eps:g})")
+        return v
+
+    low, high = recipe.sweep.bisect_lambda_safe
+    chosen, probes = bisect_lambda_safe(violation_at, eps, low, high, recipe.sweep.bisect_steps)
+    if chosen is None:
+        raise OutOfReach(f"ε = {eps:g} is out of reach at λ_helpful {lh:g}: at the bracket's top λ_safe {high:g} the "
+                         f"dev violation estimate is {probes[0]['violation_estimate']:.3f}; raise the top "
+                         "(--set sweep.bisect_lambda_safe=[low,high]) or lower λ_helpful (--set loss.lambda_helpful=...)")
+    src = run_at(chosen)
+    manifest = json.loads((src / MANIFEST_FILE).read_text())
+    manifest.update(run_id=out.name, recipe=recipe.with_loss(lambda_safe=chosen).to_dict(), final_lambda_safe=chosen,
+                    # the probes in the shape of a dual-ascent trajectory, one row per run, for the same chart
+                    lambda_trajectory=[{"step": p["probe"], "violation_estimate": p["violation_estimate"],
+                                        "lambda_safe": p["lambda_safe"]} for p in probes],
+                    bisection={"lambda_helpful": lh, "bracket": [low, high], "steps": recipe.sweep.bisect_steps,
+                               "dev_prompts": len(dev), "chosen_run": src.name,
+                               "probes": [{**p, "run_id": run_id(p["lambda_safe"], lh)} for p in probes]})
+    with atomic_directory(out) as tmp:
+        shutil.copy2(src / ADAPTER_FILE, tmp / ADAPTER_FILE)
+        for extra in src.iterdir():  # PEFT's adapter_config.json and anything else it saved beside the weights
+            if extra.name not in (ADAPTER_FILE, MANIFEST_FILE, "README.md") and extra.is_file():
+                shutil.copy2(extra, tmp / extra.name)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+        (tmp / "README.md").write_text(model_card(manifest))
+    return out

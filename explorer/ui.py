@@ -311,11 +311,12 @@ def live_mix(where, grid: dict[tuple[float, float], str]) -> tuple[str, dict[str
 
 
 def live_grid() -> dict[tuple[float, float], str]:
-    """(λ_safe, λ_helpful) → run id of the main grid's finished runs on disk (manifests; nothing loaded)."""
+    """(λ_safe, λ_helpful) → run id of the main grid's finished runs on its axes, on disk (manifests; nothing
+    loaded): the corners a live blend is made of."""
     from .checkpoints import describe
 
     return {(m["lambda_safe"], m["lambda_helpful"]): cid for cid, m in manifests(paths().checkpoints).items()
-            if describe(m, False)["kind"] == "grid"}
+            if describe(m, False)["on_grid"]}
 
 
 @st.cache_resource(show_spinner="Loading the base model and every adapter (once per server)…")

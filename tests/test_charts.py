@@ -127,6 +127,16 @@ def test_a_run_trained_to_epsilon_has_its_own_mark_and_says_its_target():
     assert "trained to ε = 0.2" in " ".join(df["label"]) and "s1-h1" not in " ".join(df["label"])
     assert df.loc["s0-h0", "status"] == charts.STATUS["pareto"]
     charts.frontier(t, epsilon=0.25, best="s1-h1").to_dict()  # still a valid spec
+    t["constraint_method"] = ["bisection" if c == "s1-h1" else None for c in t["checkpoint_id"]]
+    assert "trained to ε = 0.2 (bisection)" in " ".join(charts.frontier_frame(t)["label"])
+
+
+def test_the_heatmap_leaves_out_runs_trained_off_the_grid_axes():
+    t = table().assign(kind="grid", on_grid=True)
+    probe = t.iloc[[1]].assign(checkpoint_id="s0.5-h1", lambda_safe=0.5, on_grid=False)
+    spec = charts.heatmap(pd.concat([t, probe], ignore_index=True), "violation_rate", "violation").to_dict()
+    rows = next(iter(spec["datasets"].values()))
+    assert "s0.5-h1" not in {r["checkpoint_id"] for r in rows} and len(rows) == (~t["is_base"]).sum()
 
 
 def test_dual_trajectory_draws_lambda_and_the_estimate_against_epsilon():

@@ -152,11 +152,13 @@ def test_variants_are_trained_at_their_own_points():
     assert (hinge.loss.preference, hinge.loss.severity_weighting, hinge.loss.lambda_safe) == ("hinge", True, 1.0)
     assert (flat.loss.preference, flat.loss.severity_weighting) == ("dpo", False)
     assert describe({"recipe": hinge.to_dict()}, False) == {"kind": "variant", "target_violation": None, "variant": "hinge",
-                                                              "blend_method": None}
+                                                              "blend_method": None, "constraint_method": None,
+                                                              "on_grid": False}
     assert describe({"recipe": points[0].recipe(recipe).to_dict()}, False)["kind"] == "grid"
     eps = load_recipe(None, {"sweep": {"target_violation": 0.2}})
     assert describe({"recipe": eps.to_dict()}, False) == {"kind": "constrained", "target_violation": 0.2, "variant": None,
-                                                           "blend_method": None}
+                                                           "blend_method": None, "constraint_method": "dual ascent",
+                                                           "on_grid": False}
     assert describe({}, True)["kind"] == "base"
 
 

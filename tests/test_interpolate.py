@@ -203,6 +203,13 @@ def test_locate_tells_trained_from_blended_from_not_yet_evaluated():
         {"s0-h0": 0.375, "s0-h1": 0.375, "s1-h0": 0.125, "s1-h1": 0.125})
     gap = locate(grid[grid["checkpoint_id"] != "s1-h1"], blends, 0.5, 0.5)
     assert gap.status == "no corners" and gap.missing == ("s1-h1",)
+    # a run trained off the axes (a bisection probe at λ_safe 0.5) is found where it is, and is no corner
+    probe = pd.DataFrame({"checkpoint_id": ["s0.5-h1"], "lambda_safe": [0.5], "lambda_helpful": [1.0],
+                          "violation_rate": [0.6], "kind": ["grid"], "on_grid": [False]})
+    with_probe = pd.concat([grid.assign(kind="grid", on_grid=True), probe], ignore_index=True)
+    assert locate(with_probe, blends, 0.5, 1.0).row["checkpoint_id"] == "s0.5-h1"
+    beside = locate(with_probe, blends, 0.25, 0.5)
+    assert beside.status == "not evaluated" and set(beside.corners["checkpoint_id"]) == {"s0-h0", "s0-h1", "s1-h0", "s1-h1"}
 
 
 def test_densify_plans_positions_between_pareto_neighbours_that_are_far_apart():

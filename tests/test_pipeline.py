@@ -279,8 +279,58 @@ def test_a_constrained_run_records_its_dual_ascent_and_is_not_trained_twice(tiny
         log_lam += 1.0 * (t["violation_estimate"] - 0.3)
         assert t["lambda_safe"] == pytest.approx(math.exp(log_lam))
     assert m["final_lambda_safe"] == pytest.approx(traj[-1]["lambda_safe"])
-    assert describe(m, False) == {"kind": "constrained", "target_violation": 0.3, "variant": None, "blend_method": None}
+    assert describe(m, False) == {"kind": "constrained", "target_violation": 0.3, "variant": None, "blend_method": None,
+                                  "constraint_method": "dual ascent", "on_grid": False}
     assert run_info(out, m).lambda_safe == pytest.approx(m["final_lambda_safe"])  # the multiplier it found, not 1
     mtime = (out / "manifest.json").stat().st_mtime_ns
     assert run_constrained(recipe, root=tmp_path / "checkpoints", progress=False) == out
     assert (out / "manifest.json").stat().st_mtime_ns == mtime
+
+
+@pytest.mark.parametrize("v, chosen, probed", [
+    (lambda lam: 1 - lam, 0.75, [1.0, 0.0, 0.5, 0.75, 0.625]),  # binds: the bracket halves toward v = ε
+    (lambda lam: 0.9, None, [1.0]),  # out of reach: even the top violates ε
+    (lambda lam: 0.1, 0.0, [1.0, 0.0]),  # does not bind: no safety weight needed
+])
+def test_bisection_keeps_the_smallest_feasible_lambda(v, chosen, probed):
+    from explorer.sweep import bisect_lambda_safe
+
+    got, probes = bisect_lambda_safe(v, 0.3, 0.0, 1.0, steps=3)
+    assert got == chosen
+    assert [p["lambda_safe"] for p in probes] == probed
+    assert [p["violation_estimate"] for p in probes] == [v(lam) for lam in probed]
+
+
+def test_a_bisected_run_is_a_probe_s_adapter_with_its_probes(tiny_dir, tmp_path, monkeypatch):
+    """`sweep --target-violation ε --bisect` on the tiny model: the probes are ordinary runs of the sweep (off
+    its axes they are no corners), the answer a copy of one probe's adapter marked constrained by bisection;
+    a second call finds it finished; a bracket whose top violates ε is refused, naming the fix."""
+    from explorer import model
+    from explorer.checkpoints import describe, run_info
+    from explorer.sweep import OutOfReach, run_bisection
+
+    monkeypatch.setattr(pairs, "PAIRS_DIR", tmp_path / "pairs")
+    monkeypatch.setattr(model, "CACHE_DIR", tmp_path / "cache")
+    root = tmp_path / "checkpoints"
+    recipe = tiny_recipe(tiny_dir, name="bis", sweep={"target_violation": 1.0, "bisect_lambda_safe": [0.5, 1.0],
+                                                      "bisect_steps": 1}, loss={"lambda_helpful": 0.0})
+    out = run_bisection(recipe, root=root, progress=False)
+    assert out.name == "bisect-eps1-h0"
+    m = json.loads((out / "manifest.json").read_text())
+    # ε = 1 never binds: the top is probed, then the bottom, which is the answer
+    assert [p["lambda_safe"] for p in m["bisection"]["probes"]] == [1.0, 0.5]
+    probe = root / "bis" / "s0.5-h0"
+    assert m["bisection"]["chosen_run"] == probe.name and m["final_lambda_safe"] == 0.5
+    assert m["adapter_sha256"] == json.loads((probe / "manifest.json").read_text())["adapter_sha256"]
+    assert (out / "adapter_model.safetensors").read_bytes() == (probe / "adapter_model.safetensors").read_bytes()
+    assert describe(m, False)["kind"] == "constrained" and describe(m, False)["constraint_method"] == "bisection"
+    assert run_info(out, m).lambda_safe == 0.5
+    probe_m = json.loads((probe / "manifest.json").read_text())
+    assert describe(probe_m, False)["kind"] == "grid" and not describe(probe_m, False)["on_grid"]  # 0.5: off the axes
+    assert describe(json.loads((root / "bis" / "s1-h0" / "manifest.json").read_text()), False)["on_grid"]
+    mtime = (out / "manifest.json").stat().st_mtime_ns
+    assert run_bisection(recipe, root=root, progress=False) == out
+    assert (out / "manifest.json").stat().st_mtime_ns == mtime
+    with pytest.raises(OutOfReach, match="out of reach.*raise the top"):
+        run_bisection(dataclasses.replace(recipe, sweep=dataclasses.replace(recipe.sweep, target_violation=-1e-9)),
+                      root=root, progress=False)

@@ -84,7 +84,13 @@ for col, key in zip(st.columns(3), ui.RATES):
                     f"{ui.pct(row[f'sampled_{key}_rate'])} ({ui.pct(row[f'sampled_{key}_lo'])}–"
                     f"{ui.pct(row[f'sampled_{key}_hi'])}); the greedy answer is one draw of many.")
 
-if row["kind"] == "constrained":
+if row["kind"] == "constrained" and row["constraint_method"] == "bisection":
+    st.markdown(f"**How training reached ε.** λ_safe is the Lagrange multiplier of \"violation ≤ "
+                f"{row['target_violation']:.0%}\", found here by bisection across runs: each probe a run trained at one "
+                "λ_safe and its violation rate measured on dev prompts (v̂); the bracket kept the smallest λ_safe with "
+                "v̂ ≤ ε. The test-split rate above is the check: did it land on ε?")
+    ui.chart(charts.dual_trajectory, ui.trajectory(row["checkpoint_id"]), float(row["target_violation"]), "probe")
+elif row["kind"] == "constrained":
     st.markdown(f"**How training reached ε.** λ_safe is the Lagrange multiplier of \"violation ≤ "
                 f"{row['target_violation']:.0%}\": every few steps the run measured its violation rate on dev prompts "
                 "(v̂) and raised λ_safe while v̂ was above ε, lowered it below. The test-split rate above is the "
