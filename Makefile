@@ -35,9 +35,17 @@ fast-live: setup
 bench: setup
 	$(PY) -m explorer bench
 
-# Regenerate the shipped sweep (resumable: rerun after a kill), evaluate it, score the judges.
+# Regenerate the shipped sweep (resumable: rerun after a kill), evaluate it, score the judges. Besides the
+# grid (configs/default.yaml): one point off its axes where the frontier jumps, and the runs trained to ε
+# (dual ascent inside a run, then bisection on λ_safe across runs; README, "Trained to a target ε").
 sweep: setup
 	$(PY) -m explorer sweep --recipe configs/default.yaml
+	$(PY) -m explorer train --recipe configs/default.yaml --set loss.lambda_safe=2 --set loss.lambda_helpful=0.175
+	for eps in 0.1 0.2 0.3; do $(PY) -m explorer sweep --recipe configs/default.yaml --target-violation $$eps \
+		--set loss.lambda_helpful=0.05 --set sweep.dual_every=5 || exit 1; done
+	$(PY) -m explorer sweep --recipe configs/default.yaml --target-violation 0.1 --bisect --set loss.lambda_helpful=0
+	for eps in 0.2 0.3; do $(PY) -m explorer sweep --recipe configs/default.yaml --target-violation $$eps --bisect \
+		--set loss.lambda_helpful=0.05 || exit 1; done
 	$(PY) -m explorer eval --recipe configs/default.yaml
 	$(PY) -m explorer compact
 	$(PY) -m explorer judges
