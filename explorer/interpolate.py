@@ -156,10 +156,12 @@ def interpolated_id(lambda_safe: float, lambda_helpful: float, method: str = "ex
             + ("-heldout" if held_out else ""))
 
 
-def _grid_points(infos: list[CheckpointInfo]) -> list[CheckpointInfo]:
-    """The corners a blend may use: the main grid's runs on its axes (a run trained off them, such as a
-    bisection probe, would leave the cells around it without corners)."""
-    return [i for i in infos if not i.is_base and describe(i.manifest, False)["on_grid"]]
+def _grid_points(infos: list[CheckpointInfo], corners_only: bool = True) -> list[CheckpointInfo]:
+    """The main grid's trained runs; with corners_only those on its axes, the corners a blend may use (a run
+    trained off them, such as a bisection probe, would leave the cells around it without corners; it can
+    still be held out and compared with a blend)."""
+    described = [(i, describe(i.manifest, False)) for i in infos if not i.is_base]
+    return [i for i, d in described if (d["on_grid"] if corners_only else d["kind"] == "grid")]
 
 
 def interpolated_info(infos: list[CheckpointInfo], lambda_safe: float, lambda_helpful: float,
@@ -173,7 +175,8 @@ def interpolated_info(infos: list[CheckpointInfo], lambda_safe: float, lambda_he
     rows on either side and can be compared with the model actually trained there."""
     grid = _grid_points(infos)
     if held_out:
-        if not any(i.lambda_safe == lambda_safe and i.lambda_helpful == lambda_helpful for i in grid):
+        if not any(i.lambda_safe == lambda_safe and i.lambda_helpful == lambda_helpful
+                   for i in _grid_points(infos, corners_only=False)):
             raise ConfigError(f"no trained grid point at λ_safe {lambda_safe:g}, λ_helpful {lambda_helpful:g} to hold "
                               "out; a held-out blend is compared with the model trained at the same λs")
         grid = [i for i in grid if i.lambda_safe != lambda_safe]
@@ -198,12 +201,11 @@ def interpolated_info(infos: list[CheckpointInfo], lambda_safe: float, lambda_he
 def fidelity_points(infos: list[CheckpointInfo], hold_out_lambda_safe: list[float]) -> list[tuple[float, float]]:
     """The trained grid points where a held-out blend can be measured: in a held-out λ_safe row, with
     trained points at the same λ_helpful in rows on both sides."""
-    grid = _grid_points(infos)
-    have = {(i.lambda_safe, i.lambda_helpful) for i in grid}
+    corners = {(i.lambda_safe, i.lambda_helpful) for i in _grid_points(infos)}
     out = []
-    for ls, lh in sorted(have):
+    for ls, lh in sorted({(i.lambda_safe, i.lambda_helpful) for i in _grid_points(infos, corners_only=False)}):
         if ls in hold_out_lambda_safe:
-            rows = {s for s, h in have if h == lh and s != ls}
+            rows = {s for s, h in corners if h == lh and s != ls}
             if any(s < ls for s in rows) and any(s > ls for s in rows):
                 out.append((ls, lh))
     return out
