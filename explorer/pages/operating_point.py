@@ -140,6 +140,12 @@ else:
              + "; ".join(f"**{charts.FIDELITY_MODELS[m]}**: violation {ui.pct(r['violation_abs_error'])}, over-refusal "
                          f"{ui.pct(r['over_refusal_abs_error'])}" for m, r in mae.iterrows()) + f" ({len(fid[['lambda_safe', 'lambda_helpful']].drop_duplicates())} points).")
     ui.chart(charts.fidelity, fid)
+    worst = fid.loc[fid["violation_abs_error"].idxmax()]
+    st.caption(f"The largest miss: at λ_safe {worst['lambda_safe']:g}, λ_helpful {worst['lambda_helpful']:g} the blend "
+               f"gives {ui.pct(worst['violation_interp'])} violation where the trained model gives "
+               f"{ui.pct(worst['violation_trained'])}. A blend is linear in the weights and training is not: where the "
+               "trained behaviour changes fastest inside a cell (here, between no safety weight and a little), trust "
+               "the in-between least, and look at its trained neighbours.")
 
 ui.raw_table(cats, "Per-category numbers (for specialists)")
 ui.raw_table(table[table["checkpoint_id"].isin([row["checkpoint_id"], base_id])],
