@@ -48,7 +48,7 @@ def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = Tr
     from .model import load_base
     from .pairs import cached_pairs
     from .suites import load_prompts
-    from .train import encode_pairs, reference_logps, train_run
+    from .train import encode_pairs, reference_logps
 
     out = sweep_dir(recipe.sweep.name, root)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,13 +63,20 @@ def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = Tr
     for pt in bar:
         d = out / pt.run_id
         dirs.append(d)
-        if is_finished(d, ps.fingerprint):
-            continue
-        if d.exists():
-            shutil.rmtree(d)  # finished with other pairs: stale, retrain
         bar.set_postfix(run=pt.run_id)
-        train_run(base, ps, pt.recipe(recipe), d, ref=ref, progress=progress)
+        train_missing(base, ps, pt.recipe(recipe), d, ref=ref, progress=progress)
     return dirs
+
+
+def train_missing(base, ps, recipe: Recipe, d: Path, ref: dict | None = None, progress: bool = True) -> Path:
+    """Train the run at `d` unless it is finished on these pairs (one finished on other pairs is stale: retrained)."""
+    from .train import train_run
+
+    if not is_finished(d, ps.fingerprint):
+        if d.exists():
+            shutil.rmtree(d)
+        train_run(base, ps, recipe, d, ref=ref, progress=progress)
+    return d
 
 
 def _ray_train_point(recipe_dict: dict, point: tuple[float, float, str], root: str, pairs_dir: str) -> str:
@@ -80,17 +87,13 @@ def _ray_train_point(recipe_dict: dict, point: tuple[float, float, str], root: s
     from .config import load_recipe
     from .model import load_base
     from .suites import load_prompts
-    from .train import train_run
 
     pairs.PAIRS_DIR = Path(pairs_dir)
     pt = Point(*point)
     recipe = pt.recipe(load_recipe(None, overrides=recipe_dict))
     base = load_base(recipe.model, training=True, progress=False)
     ps = pairs.cached_pairs(base, load_prompts(), recipe, progress=False)
-    d = sweep_dir(recipe.sweep.name, Path(root)) / pt.run_id
-    if not is_finished(d, ps.fingerprint):
-        train_run(base, ps, recipe, d, progress=False)
-    return str(d)
+    return str(train_missing(base, ps, recipe, sweep_dir(recipe.sweep.name, Path(root)) / pt.run_id, progress=False))
 
 
 def run_sweep_ray(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = True) -> list[Path]:
@@ -232,7 +235,6 @@ def run_bisection(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool 
     from .model import load_base
     from .pairs import cached_pairs
     from .suites import load_prompts
-    from .train import train_run
 
     eps, lh = recipe.sweep.target_violation, recipe.loss.lambda_helpful
     if eps is None:
@@ -249,12 +251,8 @@ def run_bisection(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool 
     plain = dataclasses.replace(recipe, sweep=dataclasses.replace(recipe.sweep, target_violation=None))
 
     def run_at(lam: float) -> Path:
-        d = sweep_dir(recipe.sweep.name, root) / run_id(lam, lh)
-        if not is_finished(d, ps.fingerprint):
-            if d.exists():
-                shutil.rmtree(d)  # trained on other pairs: stale
-            train_run(base, ps, plain.with_loss(lambda_safe=lam), d, progress=progress)
-        return d
+        return train_missing(base, ps, plain.with_loss(lambda_safe=lam), sweep_dir(recipe.sweep.name, root) / run_id(lam, lh),
+                             progress=progress)
 
     def violation_at(lam: float) -> float:
         from peft import PeftModel
