@@ -10,7 +10,7 @@ sampled_violation_rate, sampled_over_refusal_rate (k sampled answers per prompt)
 attacks[{checkpoint, template, violation_rate, violation_ci, n}], judges[{name, agreement, kappa,
 n_labels, per_class{label: {precision, recall, n}}, ...}], suites[{name, split, n}], interpolation[{lambda_safe,
 lambda_helpful, method, violation_trained, violation_interp, over_refusal_trained, over_refusal_interp, *_ci}],
-interpolation_mae{method: {n_points, violation_mae, over_refusal_mae}}, trend{spearman_*, pareto_max_violation_gap,
+interpolation_mae{method: {n_points, violation_mae, over_refusal_mae}}, trend{spearman_* (pooled over the grid; *_by_helpful {λ_h: ρ} and *_within_helpful their mean), pareto_max_violation_gap,
 pareto_max_violation_gap_with_interpolated},
 evaluation{gen_key, settings, sweep, primary_judge}. Only the reported prompt set's data is in it, so
 importing another suite leaves the report of the shipped test split byte for byte as it was.
@@ -160,18 +160,31 @@ def _goodhart_lines(cps: list[dict]) -> list[str]:
 def spearman_trend(cps: list[dict]) -> dict:
     """How continuous the trade-off is over the main grid: Spearman ρ of each rate vs λ_safe (the trade-off
     must be visible), and the largest step in violation rate between neighbouring Pareto points (a
-    frontier that jumps is a toggle, not a dial)."""
+    frontier that jumps is a toggle, not a dial). The pooled ρ mixes λ_helpful columns whose violation
+    levels differ far more than λ_safe moves them, so ρ is also given within each column (λ_helpful held
+    fixed, ≥ 3 λ_safe values) and as the mean over those columns."""
     from scipy.stats import spearmanr
 
     trained = [c for c in cps if c["kind"] == "grid" and c["violation_rate"] is not None]
     gaps = {"pareto_max_violation_gap": pareto_gap(cps, TRAINED_KINDS),
             "pareto_max_violation_gap_with_interpolated": pareto_gap(cps, (*TRAINED_KINDS, "interpolated"))}
+    columns = {}
+    for lh in sorted({c["lambda_helpful"] for c in trained}):
+        col = [c for c in trained if c["lambda_helpful"] == lh]
+        if len({c["lambda_safe"] for c in col}) >= 3:
+            columns[f"{lh:g}"] = _num(spearmanr([c["lambda_safe"] for c in col],
+                                                [c["violation_rate"] for c in col]).statistic)
+    within = [r for r in columns.values() if r is not None]
+    by_column = {"spearman_violation_vs_lambda_safe_by_helpful": columns,
+                 "spearman_violation_vs_lambda_safe_within_helpful": sum(within) / len(within) if within else None}
     if len(trained) < 3:
-        return {"spearman_violation_vs_lambda_safe": None, "spearman_over_refusal_vs_lambda_safe": None, **gaps}
+        return {"spearman_violation_vs_lambda_safe": None, "spearman_over_refusal_vs_lambda_safe": None,
+                **by_column, **gaps}
     ls = [c["lambda_safe"] for c in trained]
     v = spearmanr(ls, [c["violation_rate"] for c in trained]).statistic
     o = spearmanr(ls, [c["over_refusal_rate"] for c in trained]).statistic
-    return {"spearman_violation_vs_lambda_safe": _num(v), "spearman_over_refusal_vs_lambda_safe": _num(o), **gaps}
+    return {"spearman_violation_vs_lambda_safe": _num(v), "spearman_over_refusal_vs_lambda_safe": _num(o),
+            **by_column, **gaps}
 
 
 TRAINED_KINDS = ("base", "grid", "constrained")  # the main map's trained models
@@ -217,6 +230,11 @@ def format_report(rep: dict) -> str:
     if t.get("spearman_violation_vs_lambda_safe") is not None:
         lines.append(f"Spearman ρ over the trained grid: violation vs λ_safe {t['spearman_violation_vs_lambda_safe']:+.2f}, "
                      f"over-refusal vs λ_safe {t['spearman_over_refusal_vs_lambda_safe']:+.2f}")
+    if t.get("spearman_violation_vs_lambda_safe_within_helpful") is not None:
+        cols = ", ".join(f"{lh} {r:+.2f}" for lh, r in t["spearman_violation_vs_lambda_safe_by_helpful"].items()
+                         if r is not None)
+        lines.append(f"  within each λ_helpful column (violation vs λ_safe): mean "
+                     f"{t['spearman_violation_vs_lambda_safe_within_helpful']:+.2f} ({cols})")
     if t.get("pareto_max_violation_gap") is not None:
         lines.append(f"Largest violation step between neighbouring Pareto checkpoints: {_pct(t['pareto_max_violation_gap']).strip()}"
                      f" (trained), {_pct(t['pareto_max_violation_gap_with_interpolated']).strip()} (with interpolated points)")

@@ -115,11 +115,28 @@ def test_trend_measures_the_frontier_s_largest_step_on_the_main_grid():
     from explorer.report import spearman_trend
 
     def cp(ls, v, o, pareto, kind="grid"):
-        return {"lambda_safe": ls, "violation_rate": v, "over_refusal_rate": o, "pareto": pareto, "kind": kind,
-                "is_base": kind == "base"}
+        return {"lambda_safe": ls, "lambda_helpful": 0.1, "violation_rate": v, "over_refusal_rate": o,
+                "pareto": pareto, "kind": kind, "is_base": kind == "base"}
 
     cps = [cp(0, 0.9, 0.02, True, "base"), cp(1, 0.5, 0.1, True), cp(2, 0.3, 0.2, True), cp(3, 0.1, 0.6, True),
            cp(3, 0.2, 0.7, False), cp(9, 0.95, 0.9, False, "variant")]
     t = spearman_trend(cps)
     assert t["pareto_max_violation_gap"] == pytest.approx(0.4)  # 0.5 → 0.9
     assert t["spearman_violation_vs_lambda_safe"] < -0.9  # the variant at λ_safe 9 is not on the main grid
+
+
+def test_trend_gives_rho_within_each_lambda_helpful_column_where_pooling_hides_it():
+    from explorer.report import spearman_trend
+
+    def cp(ls, lh, v):
+        return {"lambda_safe": ls, "lambda_helpful": lh, "violation_rate": v, "over_refusal_rate": 1 - v,
+                "pareto": False, "kind": "grid", "is_base": False}
+
+    # violation falls with λ_safe in every column, but λ_helpful sets the level: pooled ρ is weak
+    cps = [cp(ls, 0.0, v) for ls, v in [(0, 0.4), (1, 0.3), (2, 0.2), (3, 0.1)]]
+    cps += [cp(ls, 0.3, v) for ls, v in [(0, 0.95), (1, 0.9), (2, 0.85), (3, 0.8)]]
+    cps += [cp(0, 0.1, 0.5), cp(1, 0.1, 0.6)]  # two λ_safe values: too few for a column ρ
+    t = spearman_trend(cps)
+    assert t["spearman_violation_vs_lambda_safe"] > -0.5
+    assert t["spearman_violation_vs_lambda_safe_by_helpful"] == {"0": pytest.approx(-1.0), "0.3": pytest.approx(-1.0)}
+    assert t["spearman_violation_vs_lambda_safe_within_helpful"] == pytest.approx(-1.0)
