@@ -28,12 +28,21 @@ FRONTIER_COLUMNS = ["checkpoint_id", "lambda_safe", "lambda_helpful", "is_base",
 
 
 LABEL_CLUSTER = 0.03  # points closer than this on both rates share one label (overlapping text is unreadable)
+MAP_PX = (660, 370)  # the map's plot area in pixels, as drawn in a 1400-px-wide window (wide layout)
+CHAR_PX, LINE_PX, LABEL_GAP_PX, MARK_PX = 6.2, 14, 8, 6  # an 11 px label's mean character width, line
+# height and offset from its point; half a mark's width
+# where a label may sit around its point, nearest first: (name, align, dx, dy); one row further above or below
+# when the first is taken (further away a label reads as another point's)
+LABEL_SPOTS = tuple((f"{ns}{ew}{row}", "left" if ew == "e" else "right", LABEL_GAP_PX if ew == "e" else -LABEL_GAP_PX,
+                     (-LABEL_GAP_PX - row * LINE_PX) if ns == "n" else (LABEL_GAP_PX + 4 + row * LINE_PX))
+                    for row in (0, 1) for ns in "ns" for ew in "ew")
 
 
 def frontier_frame(table: pd.DataFrame) -> pd.DataFrame:
     """checkpoint_table rows, only the columns drawn (the data is embedded in the spec), + a `status`
-    column (base / Pareto-optimal / dominated) and a `label`: checkpoints that sit on top of each other
-    are named once, together, at the first of them ("base, s0-h0, s0-h0.1"); the others get none."""
+    column (base / Pareto-optimal / dominated), a `label` and its `label_spot`: checkpoints that sit on top
+    of each other are named once, together, at the most important of them ("base, s0-h0, s0-h0.1"); a label
+    that would overlap a more important one is left to the tooltip."""
     df = table[FRONTIER_COLUMNS].copy()
     eps = pd.to_numeric(table.get("target_violation", pd.Series(None, index=table.index, dtype=float)))
     kinds = table["kind"] if "kind" in table else pd.Series("grid", index=table.index)
@@ -46,15 +55,26 @@ def frontier_frame(table: pd.DataFrame) -> pd.DataFrame:
     names = [(f"trained to ε = {e:g}" + (" (bisection)" if m == "bisection" else "")) if pd.notna(e) else c
              for c, e, m in zip(df["checkpoint_id"], eps, how)]
     df["label"] = cluster_labels(df.assign(checkpoint_id=names))
+    df["label_spot"] = label_spots(df)
+    df.loc[df["label_spot"] == "", "label"] = ""  # no free spot: named in its tooltip only
     return df
 
 
+LABEL_NAMES = 2  # names a cluster's label lists before "+N more" (the table under the map lists every one)
+
+
+def _importance(df: pd.DataFrame, i: int) -> tuple:
+    """Sort key: the base, Pareto points, runs trained to ε, blends, then the rest; ties in table order."""
+    rank = {STATUS["base"]: 0, STATUS["pareto"]: 1, STATUS["constrained"]: 2, STATUS["interpolated"]: 3}
+    status = df["status"].iloc[i] if "status" in df else (STATUS["base"] if df["is_base"].iloc[i] else "")
+    return rank.get(status, 4), i
+
+
 def cluster_labels(df: pd.DataFrame, radius: float = LABEL_CLUSTER) -> list[str]:
-    """One label per cluster of nearby points (greedy, in the table's order, the base first)."""
-    order = sorted(range(len(df)), key=lambda i: (not df["is_base"].iloc[i], i))
+    """One label per cluster of nearby points, at its most important point (_importance), naming it first."""
     anchors: list[int] = []
     members: dict[int, list[str]] = {}
-    for i in order:
+    for i in sorted(range(len(df)), key=lambda i: _importance(df, i)):
         x, y = df["violation_rate"].iloc[i], df["over_refusal_rate"].iloc[i]
         near = next((a for a in anchors if abs(df["violation_rate"].iloc[a] - x) < radius
                      and abs(df["over_refusal_rate"].iloc[a] - y) < radius), None)
@@ -63,7 +83,53 @@ def cluster_labels(df: pd.DataFrame, radius: float = LABEL_CLUSTER) -> list[str]
             members[i] = [df["checkpoint_id"].iloc[i]]
         else:
             members[near].append(df["checkpoint_id"].iloc[i])
-    return [", ".join(members[i]) if i in members else "" for i in range(len(df))]
+
+    def text(names: list[str]) -> str:
+        more = len(names) - LABEL_NAMES
+        return ", ".join(names[:LABEL_NAMES]) + (f" +{more} more" if more > 0 else "")
+
+    return [text(members[i]) if i in members else "" for i in range(len(df))]
+
+
+def label_spots(df: pd.DataFrame, size: tuple[int, int] = MAP_PX) -> list[str]:
+    """A spot (LABEL_SPOTS) for each non-empty `label` where its text stays inside the plot and overlaps no
+    label placed before it, or "" where none does. Labels are placed in order of importance, so a crowded
+    region keeps the names a review needs; among the free spots a label takes one clear of other marks,
+    then the one that blocks fewest spots of the labels still to come. Boxes are estimated from the
+    label's length at the map's size."""
+    w, h = size
+    xy = [(v * w, (1 - o) * h) for v, o in zip(df["violation_rate"], df["over_refusal_rate"])]
+    marks = [(x - MARK_PX, y - MARK_PX, x + MARK_PX, y + MARK_PX) for x, y in xy]
+
+    def overlaps(a, b) -> bool:
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    def candidates(i: int) -> dict[str, tuple]:
+        """Label i's boxes at each spot inside the plot (text past its edge also shrinks the plot: Vega fits
+        the whole chart to the page)."""
+        (px, py), width = xy[i], len(df["label"].iloc[i]) * CHAR_PX
+        out = {}
+        for name, align, dx, dy in LABEL_SPOTS:
+            x0 = px + dx if align == "left" else px + dx - width
+            box = (x0, py + dy - LINE_PX / 2, x0 + width, py + dy + LINE_PX / 2)
+            if box[0] >= 0 and box[2] <= w and box[1] >= 0 and box[3] <= h:
+                out[name] = box
+        return out
+
+    order = sorted((i for i in range(len(df)) if df["label"].iloc[i]), key=lambda i: _importance(df, i))
+    boxes = {i: candidates(i) for i in order}
+    placed: list[tuple] = []
+    spots = [""] * len(df)
+    for k, i in enumerate(order):
+        free = [n for n, b in boxes[i].items() if not any(overlaps(b, p) for p in placed)]
+        if not free:
+            continue
+        later = [b for j in order[k + 1:] for b in boxes[j].values()]
+        others = marks[:i] + marks[i + 1:]
+        spots[i] = min(free, key=lambda n: (any(overlaps(boxes[i][n], m) for m in others),
+                                            sum(overlaps(boxes[i][n], b) for b in later)))
+        placed.append(boxes[i][spots[i]])
+    return spots
 
 
 def _where(field: str, value) -> alt.FieldEqualPredicate:
@@ -114,8 +180,8 @@ def frontier(table: pd.DataFrame, epsilon: float | None = None, best: str | None
                 domain=list(STATUS_COLOURS), range=list(STATUS_COLOURS.values()))),
             shape=alt.Shape("status:N", title="Checkpoint", scale=alt.Scale(
                 domain=list(STATUS_SHAPES), range=list(STATUS_SHAPES.values())))),
-        rows.mark_text(align="left", dx=8, dy=-8, fontSize=11).encode(
-            x=x, y=y, text=alt.Text("label:N")).transform_filter("datum.label != ''"),
+        *[rows.mark_text(align=align, dx=dx, dy=dy, fontSize=11).encode(x=x, y=y, text=alt.Text("label:N"))
+          .transform_filter(_where("label_spot", name)) for name, align, dx, dy in LABEL_SPOTS],
     ]
     if best is not None:  # the ringed checkpoint is a parameter too ("" rings none)
         params.append(alt.param(name="best", value=best))

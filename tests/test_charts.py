@@ -116,7 +116,46 @@ def test_overlapping_checkpoints_share_one_label():
 
     df = pd.DataFrame({"checkpoint_id": ["s0-h0", "base", "s0-h1", "s3-h0"], "is_base": [False, True, False, False],
                        "violation_rate": [0.99, 0.985, 0.97, 0.10], "over_refusal_rate": [0.0, 0.0, 0.01, 0.4]})
-    assert cluster_labels(df) == ["", "base, s0-h0, s0-h1", "", "s3-h0"]
+    assert cluster_labels(df) == ["", "base, s0-h0 +1 more", "", "s3-h0"]
+
+
+def test_map_labels_never_overlap_and_a_crowd_keeps_the_pareto_names():
+    # eight checkpoints a few points apart (too far to share a label, too close for eight labels side by side)
+    ids = [f"dominated-{i}" for i in range(6)] + ["pareto-a", "pareto-b"]
+    t = pd.DataFrame({"checkpoint_id": ids, "lambda_safe": 1.0, "lambda_helpful": 0.1, "is_base": False,
+                      "violation_rate": [0.20 + 0.035 * i for i in range(6)] + [0.22, 0.30],
+                      "over_refusal_rate": [0.30 - 0.035 * i for i in range(6)] + [0.25, 0.18],
+                      "pareto": [False] * 6 + [True, True]})
+    for m in ("violation", "over_refusal"):
+        t[f"{m}_lo"], t[f"{m}_hi"] = t[f"{m}_rate"], t[f"{m}_rate"]
+    df = charts.frontier_frame(t)
+    shown = df[df["label"] != ""]
+    assert {"pareto-a", "pareto-b"} <= {label.split(",")[0] for label in shown["label"]}  # named first
+    assert len(shown) < len(df)  # some dominated names are left to the tooltip
+    assert set(df["label_spot"]) <= {"", *(s[0] for s in charts.LABEL_SPOTS)}
+    w, h = charts.MAP_PX
+    boxes = []
+    for r in shown.itertuples():
+        _, align, dx, dy = next(s for s in charts.LABEL_SPOTS if s[0] == r.label_spot)
+        width = len(r.label) * charts.CHAR_PX
+        x0 = r.violation_rate * w + dx - (width if align == "right" else 0)
+        y0 = (1 - r.over_refusal_rate) * h + dy - charts.LINE_PX / 2
+        boxes.append((x0, y0, x0 + width, y0 + charts.LINE_PX))
+        assert 0 <= x0 and x0 + width <= w and 0 <= y0 and y0 + charts.LINE_PX <= h  # inside the plot
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    spec = charts.frontier(t).to_dict()
+    assert sum(1 for layer in spec["layer"] if (layer["mark"]["type"] if isinstance(layer["mark"], dict)
+                                               else layer["mark"]) == "text") == len(charts.LABEL_SPOTS)
+
+
+def test_a_long_cluster_label_names_the_first_few_then_counts():
+    from explorer.charts import cluster_labels
+
+    df = pd.DataFrame({"checkpoint_id": [f"s{i}-h0" for i in range(6)], "is_base": False,
+                       "violation_rate": 0.95, "over_refusal_rate": 0.01})
+    assert cluster_labels(df)[0] == "s0-h0, s1-h0 +4 more"
 
 
 def test_a_run_trained_to_epsilon_has_its_own_mark_and_says_its_target():
