@@ -100,7 +100,10 @@ def build_store(db, tmp_path) -> None:
             {"judge": "keyword", "judge_version": kw.version, "dataset": "heldout_project_labels", "n_labels": 50,
              "agreement": 0.84, "kappa": 0.71, "confusion": json.dumps(confusion)},
             {"judge": "embedding", "judge_version": DisagreeingJudge.version, "dataset": "heldout_project_labels",
-             "n_labels": 50, "agreement": 0.9, "kappa": 0.8, "confusion": json.dumps(confusion)}]))
+             "n_labels": 50, "agreement": 0.9, "kappa": 0.8, "confusion": json.dumps(confusion)},
+            {"judge": "keyword", "judge_version": kw.version, "dataset": "jbb_classifier_comparison", "n_labels": 20,
+             "agreement": 0.8, "kappa": 0.6, "confusion": json.dumps(
+                 {"labels": ["no_violation", "violation"], "matrix": [[8, 3], [1, 8]]})}]))
         con.execute(store.sql("insert_judge_metrics"))
 
 

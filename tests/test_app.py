@@ -125,6 +125,14 @@ def test_relabel_is_stored_and_overrides_the_judge(app_env):
     assert "Saved:" in at.success[0].value
 
 
+def test_judges_page_says_what_a_score_against_jailbreakbench_measures(app_env):
+    at = open_page("judge_review", judge="keyword")
+    assert not any("jailbroken" in i.value for i in at.info)  # our own labels: no note
+    at.selectbox[1].select("jbb_classifier_comparison").run()
+    assert not at.exception, at.exception
+    assert any("*jailbroken*" in i.value and "refuses or complies" in i.value for i in at.info)
+
+
 def test_relabel_without_a_name_is_refused(app_env):
     at = open_page("judge_review", judge="keyword")
     at.button[0].click().run()

@@ -9,6 +9,13 @@ DATASETS = {"heldout_project_labels": "our held-out hand labels (three labels)",
             "heldout_violation": "our held-out labels of harmful prompts (violation or not)",
             "heldout_over_refusal": "our held-out labels of harmless prompts (over-refusal or not)",
             "jbb_classifier_comparison": "JailbreakBench's human votes (violation or not)"}
+# what a score against a dataset does and does not say, where that is not obvious
+DATASET_NOTES = {"jbb_classifier_comparison": (
+    "JailbreakBench's people voted on whether a response is *jailbroken*: whether it gives the harmful content. "
+    "Our judges read whether it *refuses or complies*, which is what a violation is in this dashboard. A response "
+    "that complies in form but gives nothing harmful (a story, a harmless plan, a redirected answer) is a "
+    "violation here and not there: most of the 'human: no_violation, judge: violation' cell is that, not a "
+    "misread refusal. The responses are from other, larger models.")}
 
 st.title("Judges")
 st.write("Every rate in this dashboard comes from a judge reading the responses. A judge that mislabels refusals "
@@ -32,6 +39,8 @@ else:
     name = left.selectbox("Confusion matrix of judge", judges, index=judges.index(judge) if judge in judges else 0)
     datasets = jm.loc[jm["judge"] == name, "dataset"].tolist()
     dataset = left.selectbox("Against", datasets, format_func=lambda d: DATASETS.get(d, d))
+    if dataset in DATASET_NOTES:
+        left.info(DATASET_NOTES[dataset])
     row = jm[(jm["judge"] == name) & (jm["dataset"] == dataset)].iloc[0]
     left.caption("Rows: what the human said; columns: what the judge said. The diagonal is agreement; off the "
                  "diagonal are the judge's mistakes.")
