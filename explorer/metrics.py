@@ -176,11 +176,13 @@ def prompt_shares(sampled: pd.DataFrame) -> pd.DataFrame:
 def sampled_rates(sampled: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Per checkpoint: the sampled violation rate (mean over harmful prompts of the share of answers
     that violate) and the sampled over-refusal rate (benign prompts, share refused), each with a 95%
-    percentile bootstrap interval over prompts (answers to one prompt are not independent, prompts are)."""
-    shares = prompt_shares(sampled)
-    rng = np.random.default_rng(seed)
+    percentile bootstrap interval over prompts (answers to one prompt are not independent, prompts are).
+    Each checkpoint draws from its own generator, seeded alike, over its prompts in id order: its interval
+    depends on its answers alone, not on which other checkpoints the store holds or their order."""
+    shares = prompt_shares(sampled).sort_values(["checkpoint_id", "prompt_id"])
     rows = []
     for cid, g in shares.groupby("checkpoint_id", sort=False):
+        rng = np.random.default_rng(seed)
         row = {"checkpoint_id": cid, "sampled_k": int(g["k"].max())}
         for name, kind in (("sampled_violation", "harmful"), ("sampled_over_refusal", "benign")):
             x = g.loc[g["kind"] == kind, "share"].to_numpy()

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -98,6 +99,23 @@ def test_sampled_rates_average_per_prompt_shares():
     assert r["sampled_violation_rate"] == 0.375 and r["sampled_over_refusal_rate"] == 0.125
     assert r["sampled_k"] == 4 and r["sampled_violation_n"] == 2
     assert 0.0 <= r["sampled_violation_lo"] <= 0.375 <= r["sampled_violation_hi"] <= 0.75
+
+
+def test_sampled_interval_depends_on_a_checkpoints_own_answers_only():
+    from explorer.metrics import sampled_rates
+
+    # the same answers under two ids (a bisection run is a copy of its probe), stored in different orders
+    # and beside another checkpoint, give the same interval
+    rng = np.random.default_rng(1)
+    rows = [(p, "harmful", lab, int(n)) for p in [f"p{i}" for i in range(30)]
+            for lab, n in zip(["full_compliance", "full_refusal"], rng.multinomial(8, [0.4, 0.6]))]
+    one = pd.DataFrame([("a", *r) for r in rows], columns=["checkpoint_id", "prompt_id", "kind", "label", "n"])
+    copy = one.assign(checkpoint_id="b").iloc[::-1]
+    other = one.assign(checkpoint_id="0-first", n=one["n"][::-1].to_numpy())
+    r = sampled_rates(pd.concat([other, one, copy])).set_index("checkpoint_id")
+    cols = ["sampled_violation_rate", "sampled_violation_lo", "sampled_violation_hi"]
+    assert r.loc["a", cols].tolist() == r.loc["b", cols].tolist()
+    assert r.loc["a", cols].tolist() == sampled_rates(one).set_index("checkpoint_id").loc["a", cols].tolist()
 
 
 def test_corrected_rate_inverts_a_known_confusion():
