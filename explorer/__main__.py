@@ -138,9 +138,10 @@ def cmd_eval(args) -> int:
                                 ("--densify", args.densify is not None)) if on]
     if len(blending) > 1:
         raise ConfigError(f"{' and '.join(blending)}: give one of them per run")
-    if blending and (args.sampled or args.launcher == "ray" or args.suite_file or args.only):
-        raise ConfigError(f"{blending[0]} evaluates blended models greedily on the shipped test split; leave out "
-                          "--sampled, --launcher ray, --suite-file and --only")
+    if blending and ((args.sampled and not args.interpolate) or args.launcher == "ray" or args.suite_file
+                     or args.only):
+        raise ConfigError(f"{blending[0]} evaluates blended models on the shipped test split; leave out --launcher "
+                          "ray, --suite-file and --only (and --sampled, which goes with --interpolate only)")
     if args.held_out and not args.interpolate:
         raise ConfigError("--held-out goes with --interpolate LS,LH (a trained point, blended without its own row); "
                           "--fidelity does it for every held-out point of the recipe")
@@ -149,6 +150,9 @@ def cmd_eval(args) -> int:
     base = load_base(recipe.model)
     infos = sorted((i for i in discover(root, base) if not only or i.id in only),
                    key=lambda i: order.index(i.id) if i.id in order else -1)
+    if args.sampled and not args.only and (blended := [i for i in order if i not in {x.id for x in infos}]):
+        print(f"not sampled here, being blends of trained runs: {', '.join(blended)}; sample one with "
+              "`eval --interpolate LS,LH --sampled`")
     blends = _blends(args, infos, recipe, db)
     if blends == []:
         print(f"--densify {args.densify:g}: no step between neighbouring Pareto points is larger; nothing to add")

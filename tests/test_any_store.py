@@ -147,6 +147,14 @@ def test_a_model_between_trained_points_is_evaluated_and_reported_as_interpolate
     cps = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checkpoints"]}
     assert cps["interp-s0.5-h0"]["kind"] == "interpolated" and cps["interp-s0.5-h0"]["lambda_safe"] == 0.5
     assert 0 <= cps["interp-s0.5-h0"]["violation_rate"] <= 1
+    assert cps["interp-s0.5-h0"]["sampled_violation_rate"] is None
+    # a blend on the frontier gets its sampled rate like a trained run
+    assert main(argv + ["--interpolate", "0.5,0", "--sampled", "--set", "eval.samples=3",
+                        "--set", "eval.sampled_prompts=2"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--json", "--db", str(other_store["db"])]) == 0
+    blend = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checkpoints"]}["interp-s0.5-h0"]
+    assert blend["sampled_k"] == 3 and 0 <= blend["sampled_violation_rate"] <= 1
     assert main(argv + ["--interpolate", "5,0"]) == 2
     assert "λ_safe = 5 is outside the trained range [0, 1]" in capsys.readouterr().err
     assert main(argv + ["--densify", "1"]) == 0  # no step on a frontier exceeds 100%
