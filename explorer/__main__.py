@@ -145,12 +145,13 @@ def cmd_eval(args) -> int:
     if args.held_out and not args.interpolate:
         raise ConfigError("--held-out goes with --interpolate LS,LH (a trained point, blended without its own row); "
                           "--fidelity does it for every held-out point of the recipe")
-    order = _pareto_ids(db) if args.sampled and not only else sorted(only)
+    pareto_sampling = args.sampled and not only and not blending  # a blend's corners need not be Pareto points
+    order = _pareto_ids(db) if pareto_sampling else sorted(only)
     only = set(order)
     base = load_base(recipe.model)
     infos = sorted((i for i in discover(root, base) if not only or i.id in only),
                    key=lambda i: order.index(i.id) if i.id in order else -1)
-    if args.sampled and not args.only and (blended := [i for i in order if i not in {x.id for x in infos}]):
+    if pareto_sampling and (blended := [i for i in order if i not in {x.id for x in infos}]):
         print(f"not sampled here, being blends of trained runs: {', '.join(blended)}; sample one with "
               "`eval --interpolate LS,LH --sampled`")
     blends = _blends(args, infos, recipe, db)

@@ -151,7 +151,7 @@ def test_a_model_between_trained_points_is_evaluated_and_reported_as_interpolate
     # a blend on the frontier gets its sampled rate like a trained run
     assert main(argv + ["--interpolate", "0.5,0", "--sampled", "--set", "eval.samples=3",
                         "--set", "eval.sampled_prompts=2"]) == 0
-    capsys.readouterr()
+    assert "not sampled here" not in capsys.readouterr().out  # the blend is sampled, from all its corners
     assert main(["report", "--json", "--db", str(other_store["db"])]) == 0
     blend = {c["id"]: c for c in json.loads(capsys.readouterr().out)["checkpoints"]}["interp-s0.5-h0"]
     assert blend["sampled_k"] == 3 and 0 <= blend["sampled_violation_rate"] <= 1
