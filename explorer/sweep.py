@@ -68,14 +68,17 @@ def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = Tr
     return dirs
 
 
-def train_missing(base, ps, recipe: Recipe, d: Path, ref: dict | None = None, progress: bool = True) -> Path:
-    """Train the run at `d` unless it is finished on these pairs (one finished on other pairs is stale: retrained)."""
+def train_missing(base, ps, recipe: Recipe, d: Path, ref: dict | None = None, progress: bool = True,
+                  dual: Callable[[object], float] | None = None) -> Path:
+    """Train the run at `d` unless it is finished on these pairs (one finished on other pairs is stale: retrained).
+    A run killed before it finished left nothing at `d` (checkpoints are renamed into place whole): it is
+    trained again from the start, which gives the same adapter and, with `dual`, the same λ trajectory."""
     from .train import train_run
 
     if not is_finished(d, ps.fingerprint):
         if d.exists():
             shutil.rmtree(d)
-        train_run(base, ps, recipe, d, ref=ref, progress=progress)
+        train_run(base, ps, recipe, d, ref=ref, progress=progress, dual=dual)
     return d
 
 
@@ -152,7 +155,6 @@ def run_constrained(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: boo
     from .model import load_base
     from .pairs import cached_pairs
     from .suites import load_prompts
-    from .train import train_run
 
     eps = recipe.sweep.target_violation
     if eps is None:
@@ -163,8 +165,8 @@ def run_constrained(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: boo
     d = sweep_dir(recipe.sweep.name, root) / f"constrained-eps{eps:g}-h{recipe.loss.lambda_helpful:g}"
     if is_finished(d, ps.fingerprint):
         return d
-    train_run(base, ps, recipe, d, progress=progress, dual=dual_estimator(base, prompts, recipe))
-    return d
+    clean_partial(d.parent)  # a save killed half-way (one process writes here: Ray workers never train this)
+    return train_missing(base, ps, recipe, d, progress=progress, dual=dual_estimator(base, prompts, recipe))
 
 
 def bisection_id(target: float, lambda_helpful: float) -> str:

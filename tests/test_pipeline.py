@@ -287,6 +287,30 @@ def test_a_constrained_run_records_its_dual_ascent_and_is_not_trained_twice(tiny
     assert (out / "manifest.json").stat().st_mtime_ns == mtime
 
 
+def test_a_constrained_run_killed_mid_way_restarts_cleanly(tiny_dir, tmp_path_factory):
+    """SIGKILL a run trained to ε after its second dual update has been made: nothing half-written is
+    left or discovered, and the rerun writes the adapter and λ trajectory an uninterrupted run writes."""
+    def constrained_run(kill_after=None):
+        work = tmp_path_factory.mktemp("eps")
+        rc, lines = _run("constrained", tiny_dir, work, kill_after)
+        return rc, work / "checkpoints" / "eps" / "constrained-eps0.3-h0"
+
+    rc, reference = constrained_run()
+    assert rc == 0
+    rc, killed = constrained_run(kill_after=lambda line: line == "step constrained-eps0.3-h0 3")
+    assert rc == -signal.SIGKILL
+    assert not (killed / "manifest.json").exists()  # killed while training: nothing was renamed into place
+    if killed.parent.exists():
+        base = load_base(tiny_recipe(tiny_dir).model, progress=False)
+        assert killed.name not in {i.id for i in checkpoints.discover(killed.parent, base)}
+    rc, lines = _run("constrained", tiny_dir, killed.parent.parent.parent)
+    assert rc == 0 and lines[-1] == "done"
+    assert _adapter_hashes(killed.parent) == _adapter_hashes(reference.parent)
+    trajectory = [json.loads((d / "manifest.json").read_text())["lambda_trajectory"] for d in (killed, reference)]
+    assert trajectory[0] == trajectory[1] and len(trajectory[0]) == 2
+    assert not list(killed.parent.glob(".*tmp*"))
+
+
 @pytest.mark.parametrize("v, chosen, probed", [
     (lambda lam: 1 - lam, 0.75, [1.0, 0.0, 0.5, 0.75, 0.625]),  # binds: the bracket halves toward v = ε
     (lambda lam: 0.9, None, [1.0]),  # out of reach: even the top violates ε

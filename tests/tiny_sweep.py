@@ -13,8 +13,8 @@ mode, model_dir, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 pairs.PAIRS_DIR = work / "pairs"
 recipe = tiny_recipe(make_tiny_model(model_dir))
 
-if mode == "sweep":
-    from explorer.sweep import run_sweep
+if mode in ("sweep", "constrained"):
+    from explorer.sweep import run_constrained, run_sweep
 
     original = train.train_run
 
@@ -23,7 +23,12 @@ if mode == "sweep":
         return original(base, ps, r, out, **kw)
 
     train.train_run = noisy
-    run_sweep(recipe, root=work / "checkpoints", progress=False)
+    if mode == "sweep":
+        run_sweep(recipe, root=work / "checkpoints", progress=False)
+    else:  # one run trained to ε = 0.3 by dual ascent, λ_safe moved every 2 steps
+        eps = tiny_recipe(model_dir, name="eps", sweep={"target_violation": 0.3, "dual_every": 2, "dual_lr": 1.0},
+                          loss={"lambda_safe": 1.0, "lambda_helpful": 0.0})
+        run_constrained(eps, root=work / "checkpoints", progress=False)
     print("done", flush=True)
 elif mode == "eval":
     from explorer import checkpoints, evaluate, store
