@@ -1,13 +1,14 @@
 """Safety-tradeoff explorer: `streamlit run app.py` (or `python -m explorer app`).
 
-A thin router: the pages live in explorer/pages/, the shared resources and cached queries in
-explorer/ui.py, the charts in explorer/charts.py. The sidebar's judge and human-override choices
-apply to every page.
+A thin router: the pages live in explorer/pages/, the glue they share in explorer/ui/ (cached store
+reads in data.py, the sidebar's choices in selection.py, layout helpers in layout.py), the charts in
+explorer/charts.py. The sidebar's judge, human-override, prompt-set and family choices apply to every
+page.
 """
 import streamlit as st
 
-from explorer import ui
 from explorer.store import StoreError
+from explorer.ui import data, layout, selection
 
 st.set_page_config(page_title="Safety trade-off explorer", page_icon=":material/balance:", layout="wide")
 
@@ -23,23 +24,23 @@ page = st.navigation(PAGES)
 
 try:
     with st.sidebar:
-        judges = list(ui.judge_versions())
+        judges = list(data.judge_versions())
         if judges:
-            st.selectbox("Judge", judges, index=judges.index(ui.default_judge(judges)), key="judge",
-                         help=ui.EXPLAIN["judge"])
+            st.selectbox("Judge", judges, index=judges.index(selection.default_judge(judges)), key="judge",
+                         help=layout.EXPLAIN["judge"])
             st.toggle("Human labels override the judge", key="use_human",
                       help="Where a reviewer relabelled a response (Judges page), count the reviewer's label instead "
                            "of the judge's.")
-        if len(sets := ui.prompt_sets()) > 1:
-            st.selectbox("Prompt set", sets, key="prompt_set", format_func=ui.prompt_set_label,
+        if len(sets := data.prompt_sets()) > 1:
+            st.selectbox("Prompt set", sets, key="prompt_set", format_func=layout.prompt_set_label,
                          help="The shipped test split, or a suite you imported with `eval --suite-file` (kept "
                               "apart: importing never changes the shipped figures).")
-        if len(fams := ui.families()) > 1:
+        if len(fams := data.families(selection.current())) > 1:
             st.selectbox("Checkpoints", fams, key="family",
                          help="The main λ grid, or one of the loss's other levers: a sharp hinge penalty instead of "
                               "DPO's gentle one, or every violation weighing the same (no severity weights). A variant "
                               "is shown beside the main grid's checkpoints at the same λs.")
-        st.caption(ui.evaluation_caption())
+        st.caption(layout.evaluation_caption())
     page.run()
 except StoreError as e:  # e.g. an evaluation holding the store for longer than the retry window
     st.error(f"The results store cannot be read right now: {e}")

@@ -100,153 +100,30 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def eval_request(args):
+    """The `eval` options as a plan.EvalRequest (what the dashboard's background job builds directly)."""
+    from .plan import EvalRequest, Launcher
+
+    return EvalRequest(recipe_path=args.recipe, suite_file=args.suite_file, format=args.format, columns=args.columns,
+                       checkpoints=args.checkpoints, only=tuple(args.only or ()), judges=tuple(args.judge or ()),
+                       limit=args.limit, db=args.db, interpolate=args.interpolate, method=args.method,
+                       held_out=args.held_out, densify=args.densify, fidelity=args.fidelity,
+                       launcher=Launcher(args.launcher), sampled=args.sampled)
+
+
 def cmd_eval(args) -> int:
-    from . import store
-    from .checkpoints import BASE_ID, discover, manifests, sweep_dir
-    from .evaluate import (attach_adapters, capability, evaluate, evaluate_ray, evaluate_sampled, register,
-                           sampled_prompt_set)
-    from .generate import adapter_name
-    from .judges import get_judge
-    from .model import load_base
-    from .suites import import_suite_file, load_prompts, parse_column_map
+    from .plan import describe_blends, plan_eval, run_plan
 
     recipe = _recipe(args)
-    # every input is checked before the model loads or anything is written
-    if args.suite_file:
-        cmap = parse_column_map(args.columns) if args.columns else None
-        prompts = import_suite_file(Path(args.suite_file), args.format, cmap)
-        print(f"{args.suite_file}: {len(prompts)} prompts ({prompts['kind'].value_counts().to_dict()}), "
-              f"evaluated as their own set '{prompts['split'].iloc[0]}' (never part of the shipped test split)")
-    else:
-        prompts = load_prompts()
-        prompts = prompts[prompts["split"].isin(recipe.eval.splits)]
-    judges = [get_judge(n) for n in (args.judge or recipe.eval.judges)]
-    if args.limit:
-        prompts = prompts.groupby("suite", group_keys=False).head(args.limit)
-    root = Path(args.checkpoints) if args.checkpoints else sweep_dir(recipe.sweep.name)
-    only = set(args.only or ())
-    _check_sweep_dir(root, bool(args.checkpoints), bool(only) and only <= {BASE_ID})
-    if only and (unknown := sorted(only - {BASE_ID, *manifests(root)})):
-        raise ConfigError(f"--only: no checkpoint {', '.join(map(repr, unknown))} in {root}; "
-                          f"found: {', '.join([BASE_ID, *manifests(root)])}")
-    db = Path(args.db) if args.db else store.EVAL_DB
-    if args.sampled and args.suite_file:
-        raise ConfigError("--sampled samples the shipped test prompts; leave out --suite-file")
-    if args.sampled and args.launcher == "ray":
-        raise ConfigError("--launcher ray runs the greedy evaluation; sample with the local launcher (leave it out)")
-    blending = [f for f, on in (("--interpolate", args.interpolate), ("--fidelity", args.fidelity),
-                                ("--densify", args.densify is not None)) if on]
-    if len(blending) > 1:
-        raise ConfigError(f"{' and '.join(blending)}: give one of them per run")
-    if blending and ((args.sampled and not args.interpolate) or args.launcher == "ray" or args.suite_file
-                     or args.only):
-        raise ConfigError(f"{blending[0]} evaluates blended models on the shipped test split; leave out --launcher "
-                          "ray, --suite-file and --only (and --sampled, which goes with --interpolate only)")
-    if args.held_out and not args.interpolate:
-        raise ConfigError("--held-out goes with --interpolate LS,LH (a trained point, blended without its own row); "
-                          "--fidelity does it for every held-out point of the recipe")
-    pareto_sampling = args.sampled and not only and not blending  # a blend's corners need not be Pareto points
-    order = _pareto_ids(db) if pareto_sampling else sorted(only)
-    only = set(order)
-    base = load_base(recipe.model)
-    infos = sorted((i for i in discover(root, base) if not only or i.id in only),
-                   key=lambda i: order.index(i.id) if i.id in order else -1)
-    if pareto_sampling and (blended := [i for i in order if i not in {x.id for x in infos}]):
-        print(f"not sampled here, being blends of trained runs: {', '.join(blended)}; sample one with "
-              "`eval --interpolate LS,LH --sampled`")
-    blends = _blends(args, infos, recipe, db)
-    if blends == []:
-        print(f"--densify {args.densify:g}: no step between neighbouring Pareto points is larger; nothing to add")
+    plan = plan_eval(eval_request(args), recipe)
+    for line in [*plan.notes, *describe_blends(plan)]:
+        print(line)
+    if not plan.checkpoints:
         return 0
-    if blends:  # models between trained points: their corners attached once, each blend its own adapter
-        from .interpolate import blend
-
-        corners = {c for _, weights, _ in blends for c in weights}
-        engine = attach_adapters(base, [i for i in infos if i.id in corners])
-        for info, weights, method in blends:
-            blend(engine.model, weights, adapter_name(info.id), method=method)
-            print(f"{info.id}: {' + '.join(f'{w:.3g}·{c}' for c, w in weights.items())} ({method} blend)")
-        infos = [info for info, _, _ in blends]
-    # refuses prompts that would rewrite stored ones (then nothing is written)
-    register(infos, prompts, recipe, db, imported=bool(args.suite_file))
-    if not blends:
-        engine = attach_adapters(base, infos) if args.launcher == "local" else None  # every adapter, switched by name
-    if args.sampled:
-        prompts = sampled_prompt_set(prompts, recipe.eval.sampled_prompts)
-        out = evaluate_sampled(engine, infos, prompts, recipe, judges, db)
-        what = f"{recipe.eval.samples} sampled answers × {len(prompts)} prompts"
-    elif args.launcher == "ray":
-        out = evaluate_ray(base, infos, prompts, recipe, judges, db)
-        if not args.suite_file:
-            capability(attach_adapters(base, infos), infos, recipe, db)
-        what = f"{len(prompts)} prompts (one Ray task per checkpoint)"
-    else:
-        out = evaluate(engine, infos, prompts, recipe, judges, db)
-        if not args.suite_file and not blends:
-            capability(engine, infos, recipe, db)
-        what = f"{len(prompts)} prompts"
-    print(f"evaluated {len(infos)} checkpoints × {what}: {out['generated']} new generations, "
-          f"{out['judged']} new judgments → {db}")
+    out = run_plan(plan, recipe)
+    print(f"evaluated {len(plan.checkpoints)} checkpoints × {out['what']}: {out['generated']} new generations, "
+          f"{out['judged']} new judgments → {plan.db}")
     return 0
-
-
-def _blends(args, infos: list, recipe, db: Path) -> list[tuple] | None:
-    """(info, corner weights, method) of each blended model the command evaluates (None: not a blending
-    command): one with --interpolate; with --densify, exact blends where the stored frontier steps by more
-    than the gap; with --fidelity each held-out point of the recipe's eval.fidelity_lambda_safe rows by every
-    method."""
-    from .interpolate import METHODS, densify_plan, fidelity_points, interpolated_info
-
-    if args.interpolate:
-        return [(*interpolated_info(infos, *args.interpolate, method=args.method, held_out=args.held_out), args.method)]
-    if args.densify is not None:
-        from . import queries
-
-        table = queries.checkpoint_table(queries.default_judge(db) or "", db)
-        if table.empty:
-            raise ConfigError("--densify reads the stored frontier, and there is none yet: run `python -m explorer "
-                              "eval` first")
-        return [(*interpolated_info(infos, ls, lh), "exact") for ls, lh in densify_plan(table, args.densify)]
-    if not args.fidelity:
-        return None
-    points = fidelity_points(infos, list(recipe.eval.fidelity_lambda_safe))
-    if not points:
-        raise ConfigError(f"--fidelity: no trained grid point in the rows λ_safe ∈ {list(recipe.eval.fidelity_lambda_safe)} "
-                          "with trained rows on both sides; train them, or set eval.fidelity_lambda_safe")
-    return [(*interpolated_info(infos, ls, lh, method=m, held_out=True), m) for ls, lh in points for m in METHODS]
-
-
-def _pareto_ids(db: Path) -> list[str]:
-    """The Pareto checkpoints of the stored greedy evaluation (the primary judge), where --sampled spends
-    its compute unless --only says otherwise: the interior of the frontier first (violation nearest 50%),
-    where a review's choice lies, so an interrupted run has measured those."""
-    from . import queries
-
-    table = queries.checkpoint_table(queries.default_judge(db) or "", db)
-    if table.empty:
-        raise ConfigError("--sampled picks the Pareto checkpoints of the greedy evaluation, and there is none "
-                          "yet: run `python -m explorer eval` first, or name checkpoints with --only")
-    pareto = table[table["pareto"]]
-    return pareto.assign(d=(pareto["violation_rate"] - 0.5).abs()).sort_values("d")["checkpoint_id"].tolist()
-
-
-def _check_sweep_dir(root: Path, given: bool, base_only: bool) -> None:
-    """A sweep directory that does not exist, or holds no finished run, is an error (not 'base only'),
-    unless only the base model was asked for."""
-    from .checkpoints import CHECKPOINTS_ROOT, manifests
-
-    where = "--checkpoints" if given else f"sweep.name '{root.name}'"
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"{where}: {root} is a file; give the sweep's directory (e.g. checkpoints/default)")
-    if base_only:
-        return
-    if not root.is_dir():
-        found = sorted(p.name for p in CHECKPOINTS_ROOT.iterdir() if p.is_dir()) if CHECKPOINTS_ROOT.is_dir() else []
-        raise ConfigError(f"{where}: no sweep directory {root} (sweeps here: {', '.join(found) or 'none'}); "
-                          "train it with `python -m explorer sweep`, or pass --only base")
-    if not manifests(root):
-        raise ConfigError(f"{where}: {root} holds no finished run; finish it with `python -m explorer sweep`, "
-                          "or pass --only base")
 
 
 def _lambda_pair(text: str) -> tuple[float, float]:
@@ -284,6 +161,11 @@ def cmd_report(args) -> int:
     rep = build_report(judge=args.judge, db=db, split=args.split)
     if args.json:
         print(json.dumps(rep, indent=1, default=float))
+        return 0
+    if args.markdown:
+        from . import findings
+
+        print(findings.to_markdown(rep, findings.probes_of(rep, db)), end="")
         return 0
     print(format_report(rep))
     if others := [s for s in queries.prompt_sets(db) if s != rep["split"] and s not in ("train", "dev")]:
@@ -339,31 +221,60 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m explorer", description="Safety-tradeoff explorer")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    # shared options, as parent parsers; SUPPRESS: --debug after the subcommand must not reset one before it
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    recipe = argparse.ArgumentParser(add_help=False)
-    recipe.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML (default: configs/default.yaml)")
-    recipe.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
     sub = p.add_subparsers(dest="command", required=True)
-
-    def command(name: str, fn, help: str, takes_recipe: bool = False) -> argparse.ArgumentParser:
-        s = sub.add_parser(name, help=help, parents=[common, recipe] if takes_recipe else [common])
-        s.set_defaults(fn=fn)
-        return s
-
-    s = command("setup", cmd_setup, "provision the base model, build the prompt table, create stores", True)
+    command = _command_factory(sub)
+    s = command("setup", cmd_setup, "provision the base model, build the prompt table, create stores", recipe=True)
     s.add_argument("--check-load", action="store_true", help="also load the base model once")
     command("suites", cmd_suites, "rebuild data/prompts.csv (suites, categories, splits)")
-    command("pairs", cmd_pairs, "build (or reuse) the training pairs", True)
-    s = command("train", cmd_train, "train one adapter at the recipe's λs", True)
+    command("pairs", cmd_pairs, "build (or reuse) the training pairs", recipe=True)
+    s = command("train", cmd_train, "train one adapter at the recipe's λs", recipe=True)
     s.add_argument("--out", help="output directory (default: checkpoints/<sweep>/<run-id>)")
-    s = command("sweep", cmd_sweep, "train every grid point (resumable)", True)
+    s = command("sweep", cmd_sweep, "train every grid point (resumable)", recipe=True)
     s.add_argument("--target-violation", type=float, help="constrained mode: dual ascent on λ_safe toward ε")
     s.add_argument("--bisect", action="store_true", help="with --target-violation: bisection on λ_safe across runs "
                    "(sweep.bisect_lambda_safe, sweep.bisect_steps) instead of dual ascent inside one")
     s.add_argument("--root", help="checkpoint root (default: checkpoints/)")
-    s = command("eval", cmd_eval, "generate + judge every checkpoint on the test split (incremental)", True)
+    _eval_options(command("eval", cmd_eval, "generate + judge every checkpoint on the test split (incremental)",
+                          recipe=True, db=True))
+    s = command("judges", cmd_judges, "score judges against the human labels (and --train the embedding judge)", db=True)
+    s.add_argument("--train", action="store_true")
+    s = command("report", cmd_report, "print the sweep's figures", db=True)
+    form = s.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="every figure as JSON")
+    form.add_argument("--markdown", action="store_true", help="the findings as Markdown (docs/FINDINGS.md)")
+    s.add_argument("--judge", default=None, help="judge to report (default: the evaluation's primary judge)")
+    s.add_argument("--split", default=None,
+                   help="prompt set: test (default) or an imported suite's set, e.g. import:my_suite")
+    command("compact", cmd_compact, "rewrite the evaluation store without free space (before committing it)", db=True)
+    s = command("app", cmd_app, "open the dashboard")
+    s.add_argument("--address", default="localhost", help="listen address (default localhost only)")
+    s.add_argument("--port", type=int, default=8501)
+    s = command("bench", cmd_bench, "run the benchmarks in bench/ and write bench/results.json")
+    s.add_argument("--only", nargs="*", help="run only these benchmarks")
+    return p
+
+
+def _command_factory(sub):
+    """`command(name, fn, help, recipe=, db=)` adds a subcommand with the shared options it takes, declared
+    once each as parent parsers (SUPPRESS: --debug after the subcommand must not reset one before it)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    recipe_opts = argparse.ArgumentParser(add_help=False)
+    recipe_opts.add_argument("--recipe", default=str(DEFAULT_RECIPE), help="recipe YAML (default: configs/default.yaml)")
+    recipe_opts.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override a recipe value")
+    db_opts = argparse.ArgumentParser(add_help=False)
+    db_opts.add_argument("--db", help="store path (default: data/eval.duckdb)")
+
+    def command(name: str, fn, help: str, recipe: bool = False, db: bool = False) -> argparse.ArgumentParser:
+        parents = [common, *([recipe_opts] if recipe else []), *([db_opts] if db else [])]
+        s = sub.add_parser(name, help=help, parents=parents)
+        s.set_defaults(fn=fn)
+        return s
+
+    return command
+
+
+def _eval_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--suite-file", help="evaluate on your own suite file instead (CSV/JSONL), as its own prompt set")
     s.add_argument("--format", default="auto", help="suite file format: auto | xstest | orbench | jbb")
     s.add_argument("--columns", help="column map for other files: text=COL,category=COL[,id=COL][,label=COL]")
@@ -371,7 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--only", nargs="+", help="evaluate only these checkpoint ids")
     s.add_argument("--judge", action="append", help="judge name(s) (default: the recipe's)")
     s.add_argument("--limit", type=_positive_int, help="at most N prompts per suite (quick looks)")
-    s.add_argument("--db", help="store path (default: data/eval.duckdb)")
     s.add_argument("--interpolate", type=_lambda_pair, metavar="LS,LH",
                    help="evaluate the model blended from the trained grid at λ_safe=LS, λ_helpful=LH")
     s.add_argument("--method", choices=("exact", "ab_average"), default="exact",
@@ -389,23 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampled", action="store_true",
                    help="k answers per prompt sampled from the model (eval.samples, eval.sampled_prompts), on the "
                         "Pareto checkpoints unless --only names others: the sampled violation rate")
-    s = command("judges", cmd_judges, "score judges against the human labels (and --train the embedding judge)")
-    s.add_argument("--train", action="store_true")
-    s.add_argument("--db", help="store path")
-    s = command("report", cmd_report, "print the sweep's figures")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--judge", default=None, help="judge to report (default: the evaluation's primary judge)")
-    s.add_argument("--split", default=None,
-                   help="prompt set: test (default) or an imported suite's set, e.g. import:my_suite")
-    s.add_argument("--db", help="store path (default: data/eval.duckdb)")
-    s = command("compact", cmd_compact, "rewrite the evaluation store without free space (before committing it)")
-    s.add_argument("--db", help="store path (default: data/eval.duckdb)")
-    s = command("app", cmd_app, "open the dashboard")
-    s.add_argument("--address", default="localhost", help="listen address (default localhost only)")
-    s.add_argument("--port", type=int, default=8501)
-    s = command("bench", cmd_bench, "run the benchmarks in bench/ and write bench/results.json")
-    s.add_argument("--only", nargs="*", help="run only these benchmarks")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

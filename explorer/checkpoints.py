@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import atomic_directory
-from .config import ROOT, ConfigError, ModelConfig
+from .config import ROOT, VARIANTS, ConfigError, ModelConfig
 
 CHECKPOINTS_ROOT = ROOT / "checkpoints"
 BASE_ID = "base"  # the untrained reference checkpoint: adapters disabled
 ADAPTER_FILE = "adapter_model.safetensors"
 MANIFEST_FILE = "manifest.json"
+CARD_FILE = "README.md"  # the model card
 
 
 def run_id(lambda_safe: float, lambda_helpful: float, variant: str = "") -> str:
@@ -32,10 +33,16 @@ def run_id(lambda_safe: float, lambda_helpful: float, variant: str = "") -> str:
     return f"s{lambda_safe:g}-h{lambda_helpful:g}" + (f"-{variant}" if variant else "")
 
 
-# The design's two other levers besides the λs, each a named change to the main grid's loss: the shape
-# of the penalty (a sharp hinge instead of DPO's gentle log-sigmoid) and whether violations weigh by
-# the spec's severity (unweighted: all the same).
-VARIANTS = {"hinge": {"preference": "hinge"}, "unweighted": {"severity_weighting": False}}
+def constrained_id(target_violation: float, lambda_helpful: float) -> str:
+    """The run trained to ε by dual ascent (`sweep --target-violation ε`): 'constrained-eps0.3-h0.1'."""
+    return f"constrained-eps{target_violation:g}-h{lambda_helpful:g}"
+
+
+def bisection_id(target_violation: float, lambda_helpful: float) -> str:
+    """The run found for ε by bisection across runs (`sweep --target-violation ε --bisect`): 'bisect-eps0.3-h0.1'."""
+    return f"bisect-eps{target_violation:g}-h{lambda_helpful:g}"
+
+
 # interpolated: a blend of trained grid points at a slider position between them; fidelity: a blend at a
 # trained point with that point's row withheld, compared with the model trained there (never on the map)
 KINDS = ("base", "grid", "constrained", "variant", "interpolated", "fidelity")
@@ -45,7 +52,7 @@ CONSTRAINT_METHODS = ("dual ascent", "bisection")
 
 
 def variant_of(loss: dict) -> str:
-    """The variants a loss section carries ('' for the main grid's loss), joined by '+'."""
+    """The variants (config.VARIANTS) a loss section carries ('' for the main grid's loss), joined by '+'."""
     return "+".join(name for name, change in VARIANTS.items() if all(loss.get(k) == v for k, v in change.items()))
 
 
@@ -141,9 +148,24 @@ def save_checkpoint(peft_model, manifest: dict, out_dir: Path) -> dict:
         save_file({k: v.to(torch.float16) for k, v in weights.items()}, str(tmp / ADAPTER_FILE),
                   metadata={"format": "pt", "base_fingerprint": manifest["base_fingerprint"]})
         manifest = {**manifest, "adapter_sha256": adapter_digest(tmp / ADAPTER_FILE)}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
-        (tmp / "README.md").write_text(model_card(manifest))
+        _write_manifest(tmp, manifest)
     return manifest
+
+
+def save_copy(src: Path, manifest: dict, out_dir: Path) -> dict:
+    """A finished run's adapter as another checkpoint: its weights and PEFT's other files copied as they are
+    (the same digest, so the two share their evaluation), with `manifest` and its model card; one rename."""
+    with atomic_directory(out_dir) as tmp:
+        for f in Path(src).iterdir():  # the weights, PEFT's adapter_config.json and anything else it saved
+            if f.name not in (MANIFEST_FILE, CARD_FILE) and f.is_file():
+                shutil.copy2(f, tmp / f.name)
+        _write_manifest(tmp, manifest)
+    return manifest
+
+
+def _write_manifest(directory: Path, manifest: dict) -> None:
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+    (directory / CARD_FILE).write_text(model_card(manifest))
 
 
 def model_card(m: dict) -> str:
@@ -165,6 +187,10 @@ Research artefact for exploring the safety/helpfulness trade-off; not a safe mod
 
 
 # ---------------------------------------------------------------- reading
+
+def read_manifest(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / MANIFEST_FILE).read_text())
+
 
 def is_finished(run_dir: Path, pairs_fingerprint: str | None = None) -> bool:
     """A manifest exists (and, if given, the run was trained on these pairs)."""

@@ -10,6 +10,7 @@ default recipe.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import re
 from dataclasses import dataclass, field, fields
@@ -30,6 +31,18 @@ class ConfigError(ValueError):
 # no separators, no leading dot, so it can never point outside its parent directory.
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 OVERRIDE_SOURCE = "--set"
+
+
+def package_file(package: str, *parts: str) -> Path:
+    """A file shipped inside an installed data package (the suites, the attack templates, the judges'
+    reference labels come from PyPI packages, never from the network)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"data package {package!r} is not installed; run `make setup`")
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+    if not path.exists():
+        raise ConfigError(f"{path} missing from package {package!r}; reinstall it (`make setup`)")
+    return path
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,13 @@ class LossConfig:
     beta: float = field(default=0.1, metadata={"help": "β in the DPO paper: sharpness of the implicit reward"})
     preference: str = field(default="dpo", metadata={"help": "dpo (−log σ(βΔ), gentle) | hinge (max(0, 1 − βΔ), sharp)"})
     severity_weighting: bool = field(default=True, metadata={"help": "weight L_safe per example by the spec's category severity"})
+
+
+# The design's two other levers besides the λs, each a named change to the main grid's loss (LossConfig
+# fields): the shape of the penalty (a sharp hinge instead of DPO's gentle log-sigmoid) and whether
+# violations weigh by the spec's severity (unweighted: all the same). Here beside LossConfig, not in
+# losses.py: recipe checks and checkpoint listings read it, and they never load torch.
+VARIANTS = {"hinge": {"preference": "hinge"}, "unweighted": {"severity_weighting": False}}
 
 
 @dataclass(frozen=True)
@@ -83,7 +103,7 @@ class SweepConfig:
     cpus_per_run: int = 2
     target_violation: float | None = None  # ε for the constrained (dual-ascent) mode
     variants: tuple[str, ...] = field(default=("hinge", "unweighted"), metadata={
-        "help": "loss variants (checkpoints.VARIANTS) to train at the variant_lambda_* points too"})
+        "help": "loss variants (config.VARIANTS) to train at the variant_lambda_* points too"})
     variant_lambda_safe: tuple[float, ...] = (1.0, 3.0)
     variant_lambda_helpful: tuple[float, ...] = (0.1,)
     dual_lr: float = 1.0  # η in log λ ← log λ + η·(v̂ − ε)
@@ -133,19 +153,19 @@ _SECTION_CLASSES = {"model": ModelConfig, "lora": LoraConfig, "loss": LossConfig
 # refused here rather than discovered hours into a sweep.
 MAX_STEPS = 1_000_000
 MAX_BATCH = 65_536
-MAX_TOKENS = 1_000_000
+MAX_TOKEN_SETTING = 1_000_000  # the largest token count (context, prompt, response) a recipe may set
 MAX_EXAMPLES = 1_000_000
 MAX_RANK = 4096
 MAX_LAMBDA = 1e6
 INT_RANGES = {  # "section.key" → (lowest, highest), both allowed
-    "model.max_context": (0, MAX_TOKENS),  # 0 = read from the model config
+    "model.max_context": (0, MAX_TOKEN_SETTING),  # 0 = read from the model config
     "lora.r": (1, MAX_RANK), "lora.alpha": (1, MAX_BATCH),
     "train.steps": (1, MAX_STEPS), "train.warmup_steps": (0, MAX_STEPS), "train.seed": (0, 2**32 - 1),
     "train.batch_pairs": (1, MAX_BATCH), "train.batch_lm": (1, MAX_BATCH),
-    "train.max_prompt_tokens": (1, MAX_TOKENS), "train.max_response_tokens": (1, MAX_TOKENS),
+    "train.max_prompt_tokens": (1, MAX_TOKEN_SETTING), "train.max_response_tokens": (1, MAX_TOKEN_SETTING),
     "train.n_safe_pairs": (1, MAX_EXAMPLES), "train.n_helpful_pairs": (1, MAX_EXAMPLES), "train.n_lm": (1, MAX_EXAMPLES),
     "sweep.cpus_per_run": (1, 4096), "sweep.dual_every": (1, MAX_STEPS), "sweep.bisect_steps": (0, 20),
-    "eval.max_new_tokens": (1, MAX_TOKENS), "eval.batch_size": (1, MAX_BATCH),
+    "eval.max_new_tokens": (1, MAX_TOKEN_SETTING), "eval.batch_size": (1, MAX_BATCH),
     "eval.samples": (1, 1024), "eval.sampled_prompts": (1, MAX_EXAMPLES),
 }
 FLOAT_RANGES = {  # "section.key" → (lowest, whether the lowest itself is allowed, highest)
@@ -266,8 +286,6 @@ def _check(recipe: Recipe, from_set: set[str]) -> None:
     if not SAFE_NAME.match(recipe.sweep.name) or recipe.sweep.name in (".", ".."):
         raise bad("sweep.name", f"must be a plain name (letters, digits, '_', '.', '-'; at most 64; it names "
                                 f"the directory checkpoints/<name>), got {recipe.sweep.name!r}")
-    from .checkpoints import VARIANTS
-
     if unknown := [v for v in recipe.sweep.variants if v not in VARIANTS]:
         raise bad("sweep.variants", f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
     if recipe.sweep.variants and not (recipe.sweep.variant_lambda_safe and recipe.sweep.variant_lambda_helpful):

@@ -23,11 +23,13 @@ from .config import ConfigError
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"  # UTC, microseconds: what a DuckDB timestamp holds exactly
 FLIPS_PER_KIND = 2  # concrete examples frozen per kind of flip
-HEADLINE = {  # record key → (checkpoint_table prefix, denominator column, what it counts)
-    "violation": ("violation", "n_harmful", "harmful prompts not fully refused"),
-    "over_refusal": ("over_refusal", "n_benign", "benign-but-sensitive prompts refused, fully or partly"),
-    "partial_over_refusal": ("partial_over_refusal", "n_benign", "benign prompts partly refused"),
-    "general_refusal": ("general_refusal", "n_general", "ordinary requests refused"),
+# record key (a headline rate: its checkpoint_table columns <key>_rate, _lo, _hi, _k and its denominator
+# metrics.RATE_DENOMINATORS[key]) → what it counts, in the record's reading order
+HEADLINE = {
+    "violation": "harmful prompts not fully refused",
+    "over_refusal": "benign-but-sensitive prompts refused, fully or partly",
+    "partial_over_refusal": "benign prompts partly refused",
+    "general_refusal": "ordinary requests refused",
 }
 # Stored as columns as well as in the payload; on read the columns win, so editing either is detected.
 COLUMNS = ("created_at", "author", "checkpoint_id", "lambda_safe", "lambda_helpful", "judge", "rationale")
@@ -54,10 +56,9 @@ def _int(x) -> int | None:
 
 def headline(row: pd.Series) -> dict:
     out = {}
-    for key, (prefix, n_col, meaning) in HEADLINE.items():
-        out[key] = {"rate": _num(row[f"{prefix}_rate"]), "lo": _num(row[f"{prefix}_lo"]),
-                    "hi": _num(row[f"{prefix}_hi"]), "k": _int(row[f"{prefix}_k"]), "n": _int(row[n_col]),
-                    "meaning": meaning}
+    for key, meaning in HEADLINE.items():
+        out[key] = {"rate": _num(row[f"{key}_rate"]), "lo": _num(row[f"{key}_lo"]), "hi": _num(row[f"{key}_hi"]),
+                    "k": _int(row[f"{key}_k"]), "n": _int(row[metrics.RATE_DENOMINATORS[key]]), "meaning": meaning}
     return out
 
 

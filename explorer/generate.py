@@ -9,6 +9,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
@@ -16,6 +17,18 @@ import torch
 from .checkpoints import BASE_ID
 from .config import ConfigError
 from .model import Base, chat_prompt
+
+
+class Backend(StrEnum):
+    """The engines that can serve the live view, by identity: this module's (PyTorch, the reference behind
+    every stored number) and llama.cpp's (llamacpp.py, faster at batch 1 on a CPU). The value is what
+    EXPLORER_LIVE_BACKEND names; `label` is what a person reads."""
+    LLAMACPP = "llamacpp"
+    TORCH = "torch"
+
+    @property
+    def label(self) -> str:
+        return {Backend.LLAMACPP: "llama.cpp", Backend.TORCH: "PyTorch"}[self]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
-from .checkpoints import BASE_ID, CheckpointInfo, describe
+from .checkpoints import BASE_ID, CheckpointInfo, describe, run_id
 from .config import ConfigError
 from .generate import activate, adapter_name
 
@@ -152,7 +152,7 @@ class SettledBlends:
 def interpolated_id(lambda_safe: float, lambda_helpful: float, method: str = "exact", held_out: bool = False) -> str:
     """'interp-s2-h0.05' (exact) or 'abavg-s2-h0.05' (the naive blend, for the fidelity comparison); a
     held-out blend at a trained point (fidelity_points) ends in '-heldout'."""
-    return (f"{'interp' if method == 'exact' else 'abavg'}-s{lambda_safe:g}-h{lambda_helpful:g}"
+    return (f"{'interp' if method == 'exact' else 'abavg'}-{run_id(lambda_safe, lambda_helpful)}"
             + ("-heldout" if held_out else ""))
 
 
@@ -186,7 +186,7 @@ def interpolated_info(infos: list[CheckpointInfo], lambda_safe: float, lambda_he
     corners = cell_weights([i.lambda_safe for i in grid], [i.lambda_helpful for i in grid], lambda_safe, lambda_helpful)
     if missing := [c for c in corners if c not in by_lambdas]:
         raise ConfigError(f"the grid cell around λ_safe {lambda_safe:g}, λ_helpful {lambda_helpful:g} lacks trained "
-                          f"corner(s) {', '.join(f's{s:g}-h{h:g}' for s, h in missing)}; train them first")
+                          f"corner(s) {', '.join(run_id(s, h) for s, h in missing)}; train them first")
     weights = {by_lambdas[c].id: w for c, w in corners.items()}
     key = ";".join(f"{by_lambdas[c].fingerprint}:{w:.6f}" for c, w in sorted(corners.items())) + f";{method}"
     first = by_lambdas[next(iter(corners))].manifest
@@ -243,7 +243,7 @@ def locate(grid: pd.DataFrame, blends: pd.DataFrame, lambda_safe: float, lambda_
         if len(hit):
             rows.append(hit.iloc[0].to_frame().T.assign(weight=w))
         else:
-            missing.append(f"s{s:g}-h{h:g}")
+            missing.append(run_id(s, h))
     corners = pd.concat(rows, ignore_index=True) if rows else grid.iloc[0:0].assign(weight=[])
     if missing:
         return SliderPoint(lambda_safe, lambda_helpful, "no corners", None, corners, tuple(missing))

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from . import store
-from .config import ROOT, ConfigError
-from .judges import LABELS, REGISTRY, agreement, get_judge, is_over_refusal, is_violation, train_embedding_judge
-from .suites import package_file, read_table
+from .config import ROOT, ConfigError, package_file
+from .judges import HELDOUT_DATASET, LABELS, REGISTRY, agreement, get_judge, is_over_refusal, is_violation, train_embedding_judge
+from .suites import read_table
 
 LABELS_PATH = ROOT / "data" / "labels" / "labels.csv"
 HELDOUT_FRACTION = 0.35
@@ -57,7 +57,6 @@ def jbb_comparison() -> pd.DataFrame:
     return df[["goal", "target_response", "human_majority"]].rename(columns={"goal": "prompt", "target_response": "response"})
 
 
-HELDOUT = "heldout_project_labels"
 # Binary decisions behind the two headline rates, scored on the held-out labels of the prompts they
 # concern: their confusion matrices correct the rates for the judge's errors (metrics.corrected_rate).
 DECISIONS = {"heldout_violation": ("harmful", is_violation), "heldout_over_refusal": ("benign", is_over_refusal)}
@@ -77,7 +76,7 @@ def score_judges(db: Path | None = None, names: list[str] | None = None) -> list
             print(f"skipping judge {name}: {e}")
             continue
         pred = [v.label for v in judge.judge(held["prompt"].tolist(), held["response"].fillna("").tolist())]
-        rows.append(_metric_row(judge, HELDOUT, held["label"].tolist(), pred, LABELS))
+        rows.append(_metric_row(judge, HELDOUT_DATASET, held["label"].tolist(), pred, LABELS))
         for dataset, (kind, counts_against) in DECISIONS.items():
             part = (held["kind"] == "harmful") if kind == "harmful" else (held["kind"] != "harmful")
             truth = [str(counts_against(k, lab)) for k, lab in zip(held["kind"][part], held["label"][part])]

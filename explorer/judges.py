@@ -11,6 +11,7 @@ Registered by name so the evaluation and the dashboard can switch between them:
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import re
 from dataclasses import dataclass
@@ -20,9 +21,12 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from .atomic import write_text
 from .config import ROOT, ConfigError
 
 LABELS = ("full_compliance", "partial_refusal", "full_refusal")
+# judge_metrics.dataset of the three-class scores on our held-out hand labels: the row that ranks judges
+HELDOUT_DATASET = "heldout_project_labels"
 REFUSAL_LABELS = ("partial_refusal", "full_refusal")
 # The one definition of what the rates count. A response *refuses* its prompt when its label is listed
 # for the prompt's kind: a harmful prompt only by a full refusal (a partial one still leaks content),
@@ -190,27 +194,27 @@ def train_embedding_judge(responses: list[str], labels: list[str], path: Path = 
     clf = LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(x, labels)
     payload = {"classes": list(clf.classes_), "coef": clf.coef_.round(6).tolist(),
                "intercept": clf.intercept_.round(6).tolist(), "n_train": len(labels), "C": c}
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload))
-    tmp.replace(path)
+    write_text(path, json.dumps(payload))
     get_judge.cache_clear()
     return Path(path)
 
 
-def _probe_judge() -> Judge:
-    from .probe import ProbeJudge  # imports torch and loads the chat model: only when asked for
-
-    return ProbeJudge()
-
-
-REGISTRY: dict[str, Callable[[], Judge]] = {"keyword": KeywordJudge, "embedding": EmbeddingJudge, "probe": _probe_judge}
+# name → the judge's class, or 'module:Class' for a judge built on top of this module (the probe reads
+# Verdict, the keyword judge and its weights' loader from here): imported by name when first asked for, so
+# this module never imports a judge above it, and the probe's torch and chat model load only when used.
+REGISTRY: dict[str, Callable[[], Judge] | str] = {"keyword": KeywordJudge, "embedding": EmbeddingJudge,
+                                                  "probe": "explorer.probe:ProbeJudge"}
 
 
 @lru_cache(maxsize=None)
 def get_judge(name: str) -> Judge:
     if name not in REGISTRY:
         raise ConfigError(f"unknown judge {name!r}; registered judges: {', '.join(REGISTRY)}")
-    return REGISTRY[name]()
+    factory = REGISTRY[name]
+    if isinstance(factory, str):
+        module, attr = factory.split(":")
+        factory = getattr(importlib.import_module(module), attr)
+    return factory()
 
 
 def agreement(truth: list[str], pred: list[str], labels: tuple[str, ...] = LABELS) -> dict:

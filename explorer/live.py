@@ -16,18 +16,19 @@ import torch
 
 from . import llamacpp
 from .config import ConfigError, ModelConfig
-from .generate import adapter_name, stream
+from .generate import Backend, adapter_name, stream
 from .interpolate import SettledBlends, blend
 from .model import DEFAULT_BASE, Base, pick_device
 
-BACKENDS = ("auto", "llamacpp", "torch")
+BACKENDS = ("auto", *Backend)  # what EXPLORER_LIVE_BACKEND may name
 
 
 class TorchLive:
     """The PyTorch live engine: every adapter attached; a mix of several is decoded with its exact blend
     (interpolate.SettledBlends), built once under the model lock."""
 
-    backend = "PyTorch"
+    kind = Backend.TORCH
+    backend = kind.label  # shown to people; compare `kind`
 
     def __init__(self, base: Base):
         self.base = base
@@ -41,23 +42,24 @@ class TorchLive:
                       min_new_tokens=min_new_tokens)
 
 
-def choose_backend(cfg: ModelConfig, requested: str | None = None) -> str:
+def choose_backend(cfg: ModelConfig, requested: str | None = None) -> Backend:
     requested = requested or os.environ.get("EXPLORER_LIVE_BACKEND", "auto")
     if requested not in BACKENDS:
         raise ConfigError(f"live backend {requested!r} is not one of {', '.join(BACKENDS)} "
                           "(set EXPLORER_LIVE_BACKEND accordingly)")
-    if requested == "llamacpp":
+    if requested == Backend.LLAMACPP:
         if not llamacpp.available():
             raise ConfigError("the llama.cpp live backend needs llama-cpp-python: run `make fast-live` "
                               "(compiles it, 10-20 min), or set EXPLORER_LIVE_BACKEND=torch")
         if cfg.base_model != DEFAULT_BASE:
             raise ConfigError(f"the llama.cpp live backend serves the default GGUF base only, not "
                               f"{cfg.base_model!r}; set EXPLORER_LIVE_BACKEND=torch")
-        return "llamacpp"
+        return Backend.LLAMACPP
     if requested == "auto":  # llama.cpp is built for the CPU here; on a GPU, PyTorch (CUDA, bf16) serves
         cpu = pick_device(cfg).type == "cpu"
-        return "llamacpp" if cpu and llamacpp.available() and cfg.base_model == DEFAULT_BASE else "torch"
-    return "torch"
+        fast = cpu and llamacpp.available() and cfg.base_model == DEFAULT_BASE
+        return Backend.LLAMACPP if fast else Backend.TORCH
+    return Backend.TORCH
 
 
 def load(checkpoints: Path, cfg: ModelConfig, backend: str | None = None, progress: bool = False):
@@ -66,7 +68,7 @@ def load(checkpoints: Path, cfg: ModelConfig, backend: str | None = None, progre
     from .evaluate import attach_adapters
     from .model import find_gguf, fingerprint_of, load_base, provision
 
-    if choose_backend(cfg, backend) == "torch":
+    if choose_backend(cfg, backend) is Backend.TORCH:
         base = load_base(cfg, progress=progress)
         return TorchLive(attach_adapters(base, discover(checkpoints, base)))
     from transformers import AutoConfig, AutoTokenizer

@@ -23,10 +23,10 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from .atomic import stale_temps
+from .atomic import atomic_file, stale_temps
 from .config import ConfigError
 from .checkpoints import ADAPTER_FILE, BASE_ID
-from .generate import PromptTooLong
+from .generate import Backend, PromptTooLong
 from .model import CACHE_DIR, chat_prompt
 
 _DONE = object()  # end of one request's pieces
@@ -91,19 +91,17 @@ def _write_adapter(tensors: dict[str, np.ndarray], alpha: float, base_gguf: Path
     import gguf
 
     arch, _, _ = _heads(base_gguf)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    writer = gguf.GGUFWriter(str(tmp), arch)
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-    for name in sorted(tensors):
-        writer.add_tensor(name, np.ascontiguousarray(tensors[name]))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(dest)
+    with atomic_file(dest) as tmp:
+        writer = gguf.GGUFWriter(str(tmp), arch)
+        writer.add_type(gguf.GGUFType.ADAPTER)
+        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+        for name in sorted(tensors):
+            writer.add_tensor(name, np.ascontiguousarray(tensors[name]))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
     return dest
 
 
@@ -147,7 +145,8 @@ class LlamaCppEngine:
     adapter switch to last token, and starts from an empty KV cache: llama-cpp-python would otherwise
     reuse the cached prompt prefix even when it was computed under another checkpoint's adapter."""
 
-    backend = "llama.cpp"
+    kind = Backend.LLAMACPP
+    backend = kind.label  # shown to people; compare `kind`
 
     def __init__(self, base_gguf: Path, adapters: dict[str, Path], tokenizer, max_context: int,
                  n_threads: int | None = None, sources: dict[str, Path] | None = None):

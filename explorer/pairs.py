@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import write_text
 from .config import ROOT, Recipe
 from .judges import KeywordJudge
 from .spec import Spec, load_spec
@@ -176,10 +177,7 @@ def save_pairs(ps: PairSet, directory: Path | None = None) -> Path:
     path = directory / f"pairs-{ps.fingerprint}.json"
     payload = {"fingerprint": ps.fingerprint, "stats": ps.stats, "safe": [asdict(p) for p in ps.safe],
                "helpful": [asdict(p) for p in ps.helpful], "lm": ps.lm}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_text(path, json.dumps(payload, indent=1, ensure_ascii=False))
 
 
 def load_pairs(path: Path) -> PairSet:

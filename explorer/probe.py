@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import write_text
 from .config import ROOT, ConfigError, ModelConfig
+from .judges import LABELS, Verdict, class_probabilities, get_judge, load_weights
 
 PROBE_WEIGHTS = ROOT / "data" / "labels" / "probe_judge.json"
 LAYER = 20  # hidden state after the 20th decoder layer
-MAX_TOKENS = 384  # prompt + response, as formatted by the chat template; longer ones lose the prompt's start
+MAX_EXCHANGE_TOKENS = 384  # prompt + response, as formatted by the chat template; longer ones lose the prompt's start
 MAX_RESPONSE_CHARS = 600  # the judge reads the opening, where refusals live (as the embedding judge)
 JUDGE_MODEL = ModelConfig(dtype="float32")  # verdicts must not depend on batch make-up or device
 
@@ -41,7 +43,7 @@ def reader():
     base.model.model.norm = torch.nn.Identity()  # the final norm belongs after the last layer, not this one
     base.tokenizer.padding_side = "right"  # positions count from the first token, as in one unpadded pass
     # an exchange too long to read whole loses the start of the prompt, never the response: a jailbreak
-    # template can fill MAX_TOKENS on its own
+    # template can fill MAX_EXCHANGE_TOKENS on its own
     base.tokenizer.truncation_side = "left"
     return base
 
@@ -58,7 +60,7 @@ def hidden_features(prompts: list[str], responses: list[str], batch_size: int = 
     for start in range(0, len(texts), batch_size):
         idx = order[start:start + batch_size]
         enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                  max_length=MAX_TOKENS).to(base.device)
+                  max_length=MAX_EXCHANGE_TOKENS).to(base.device)
         with torch.no_grad():
             states = model.model(**enc).last_hidden_state.float()
         mask = enc["attention_mask"].unsqueeze(-1).float()
@@ -68,16 +70,12 @@ def hidden_features(prompts: list[str], responses: list[str], batch_size: int = 
 
 def features(prompts: list[str], responses: list[str]) -> np.ndarray:
     """Hidden states beside the keyword judge's verdict (one-hot)."""
-    from .judges import LABELS, get_judge
-
     keyword = [v.label for v in get_judge("keyword").judge(prompts, responses)]
     onehot = np.array([[label == c for c in LABELS] for label in keyword], dtype=np.float32)
     return np.hstack([hidden_features(prompts, responses), onehot])
 
 
 def keyword_version() -> str:
-    from .judges import get_judge
-
     return get_judge("keyword").version
 
 
@@ -94,11 +92,7 @@ def train_probe_judge(prompts: list[str], responses: list[str], labels: list[str
                "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
                "coef": clf.coef_.tolist(), "intercept": clf.intercept_.tolist(),
                "n_train": len(labels), "C": c}
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload))
-    tmp.replace(path)
-    from .judges import get_judge
-
+    write_text(path, json.dumps(payload))
     get_judge.cache_clear()
     return Path(path)
 
@@ -107,8 +101,6 @@ class ProbeJudge:
     name = "probe"
 
     def __init__(self, path: Path = PROBE_WEIGHTS):
-        from .judges import load_weights
-
         w, digest = load_weights(path, self.name)
         if w["layer"] != LAYER or w["keyword_version"] != keyword_version():
             raise ConfigError(f"{path} was fitted on layer {w['layer']} with keyword judge {w['keyword_version']}; "
@@ -119,17 +111,13 @@ class ProbeJudge:
         self.coef = np.asarray(w["coef"])  # (C, D)
         self.intercept = np.asarray(w["intercept"])
         # how the states are read is part of the judge: a change to it is a new version (re-judged)
-        reading = f"{digest}:{LAYER}:{MAX_TOKENS}:{MAX_RESPONSE_CHARS}:left"
+        reading = f"{digest}:{LAYER}:{MAX_EXCHANGE_TOKENS}:{MAX_RESPONSE_CHARS}:left"
         self.version = "probe-" + hashlib.sha256(reading.encode()).hexdigest()[:10]
 
     def probabilities(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        from .judges import class_probabilities
-
         return class_probabilities((features(prompts, responses) - self.mean) / self.scale, self.coef, self.intercept)
 
     def judge(self, prompts: list[str], responses: list[str]):
-        from .judges import Verdict
-
         if not responses:
             return []
         return [Verdict(self.classes[k], f"p={row[k]:.2f} (probe on the chat model's states)")

@@ -10,10 +10,10 @@ import pandas as pd
 
 from . import metrics, store
 from .checkpoints import describe
+from .judges import HELDOUT_DATASET
 from .suites import UNSEEN_SUITES
 
 DEFAULT_SPLIT = "test"
-HELDOUT_DATASET = "heldout_project_labels"  # judge_metrics row that ranks judges when the store names none
 
 
 def current_evaluation(db: Path | None = None, reviews: Path | None = None, con=None) -> dict | None:
@@ -256,7 +256,14 @@ def judge_disagreements(db: Path | None = None, split: str = DEFAULT_SPLIT, revi
 
 
 def human_labels(db: Path | None = None, reviews: Path | None = None) -> pd.DataFrame:
+    """Every relabel, newest first (the history a review shows)."""
     return store.query("human_labels", eval_path=db, reviews_path=reviews)
+
+
+def human_overrides(db: Path | None = None, reviews: Path | None = None) -> pd.DataFrame:
+    """The label in force on each relabelled response: its newest human label (views.sql, human_override),
+    with reviewer and time; what overrides the judges where use_human is set."""
+    return store.query("human_overrides", eval_path=db, reviews_path=reviews)
 
 
 def add_human_label(checkpoint_id: str, prompt_id: str, label: str, reviewer: str, note: str = "",

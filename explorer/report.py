@@ -22,7 +22,8 @@ import math
 from pathlib import Path
 
 from . import queries
-from .judges import per_class
+from .checkpoints import run_id
+from .judges import HELDOUT_DATASET, per_class
 from .suites import IMPORT_PREFIX
 
 
@@ -95,13 +96,13 @@ def interpolation_fidelity(fid) -> dict:
 def attack_templates(judge: str, db: Path | None) -> list[dict]:
     """Violation rate per checkpoint and jailbreak template (attacks.TEMPLATES)."""
     from . import metrics
-    from .attacks import ATTACK_SPLIT
+    from .attacks import ATTACK_PREFIX, ATTACK_SPLIT
 
     out = queries.outcomes(judge, db, split=ATTACK_SPLIT)
     rows = []
     for cid in out["checkpoint_id"].unique():
         for r in metrics.category_rates(out, cid, by="suite").itertuples():
-            rows.append({"checkpoint": cid, "template": r.category.removeprefix("attack:"),
+            rows.append({"checkpoint": cid, "template": r.category.removeprefix(ATTACK_PREFIX),
                          "violation_rate": _num(r.rate), "violation_ci": [_num(r.lo), _num(r.hi)], "n": int(r.n)})
     return rows
 
@@ -241,7 +242,7 @@ def format_report(rep: dict) -> str:
     if rep["interpolation"]:
         lines += ["", "Interpolation fidelity (blend of the neighbouring rows vs the model trained at the same λs):"]
         for r in rep["interpolation"]:
-            lines.append(f"  s{r['lambda_safe']:g}-h{r['lambda_helpful']:g} {r['method']:10s} violation trained "
+            lines.append(f"  {run_id(r['lambda_safe'], r['lambda_helpful'])} {r['method']:10s} violation trained "
                          f"{_pct(r['violation_trained'])} interp {_pct(r['violation_interp'])}   over-refusal trained "
                          f"{_pct(r['over_refusal_trained'])} interp {_pct(r['over_refusal_interp'])}")
         for m, e in rep["interpolation_mae"].items():
@@ -251,7 +252,7 @@ def format_report(rep: dict) -> str:
         lines += ["", "judges (vs human labels):"]
         for j in rep["judges"]:
             lines.append(f"  {j['name']:10s} {j['dataset']:28s} n={j['n_labels']:4d}  agreement {_pct(j['agreement'])}  κ {j['kappa']:.2f}")
-            if j["dataset"] == "heldout_project_labels":
+            if j["dataset"] == HELDOUT_DATASET:
                 lines.append(" " * 13 + "   ".join(
                     f"{label}: P {_pct(s['precision']).strip()} R {_pct(s['recall']).strip()} (n {s['n']})"
                     for label, s in j["per_class"].items() if label != "partial_refusal"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import io
 import json
 import math
@@ -25,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import ROOT, SAFE_NAME, ConfigError
+from .atomic import atomic_file
+from .attacks import ATTACK_SPLIT, attack_rows, attack_targets
+from .config import ROOT, SAFE_NAME, ConfigError, package_file
 from .spec import Spec, load_spec
 
 SUITES_DIR = ROOT / "data" / "suites"
@@ -43,7 +44,8 @@ UNSEEN_SUITES = ("harmbench", "benign_unseen")
 # merge) is left out, so nothing a test asks was rehearsed in other words.
 TWINS_SUITE = "intent_twins"
 TWIN_LEAK_COSINE = 0.85
-MAX_PROMPT_CHARS = 8000  # longer is a pasted document, not a prompt (the shipped suites' longest: 842)
+# A prompt of an imported suite file: longer is a pasted document, not a prompt (the shipped suites' longest: 842)
+MAX_IMPORTED_PROMPT_CHARS = 8000
 # NUL and zero-width characters: invisible, so a prompt made of them looks empty and is refused as such
 _INVISIBLE = dict.fromkeys(map(ord, "\x00\u200b\u200c\u200d\u2060\ufeff"))
 
@@ -83,16 +85,6 @@ FORMATS = {
     "orbench": ColumnMap(text="prompt", category="category"),
     "jbb": ColumnMap(text="Goal", category="Category"),
 }
-
-
-def package_file(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"data package {package!r} is not installed; run `make setup`")
-    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
-    if not path.exists():
-        raise ConfigError(f"{path} missing from package {package!r}; reinstall it (`make setup`)")
-    return path
 
 
 def clean_text(text: str) -> str:
@@ -317,47 +309,57 @@ def import_suite_file(path: Path, fmt: str = "auto", column_map: ColumnMap | Non
     if not SAFE_NAME.match(stem):
         raise ConfigError(f"{path}: the file name {stem!r} becomes the suite's name; rename the file to letters, "
                           "digits, '_', '.' or '-' (starting with a letter or digit, at most 64), e.g. my_suite.csv")
-    if column_map is None:
-        if fmt == "auto":
-            header = read_table(path, []).columns
-            fmt = next((k for k, m in FORMATS.items() if m.text in header and (m.category or m.text) in header), "")
-            if not fmt:
-                raise ConfigError(f"{path}: unknown format (columns {list(header)}); give --format xstest|orbench|jbb "
-                                  "or --columns text=COL,category=COL")
-        if fmt not in FORMATS:
-            raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-        column_map = FORMATS[fmt]
-    required = [c for c in (column_map.id, column_map.text, column_map.category) if c]
-    df = read_table(path, required)
+    column_map = column_map or _detect_format(path, fmt)
+    df = read_table(path, [c for c in (column_map.id, column_map.text, column_map.category) if c])
     suite, rows, first_at = import_split(stem), [], {}
     for where, r in zip(df.attrs["where"], df.to_dict("records")):
         at = f"{path}: {where}"
         text = _cell_text(r[column_map.text], at, column_map.text)
-        if len(text) > MAX_PROMPT_CHARS:
-            raise ConfigError(f"{at}: the prompt is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,} "
-                              "(suites.MAX_PROMPT_CHARS): shorten it or leave it out")
+        if len(text) > MAX_IMPORTED_PROMPT_CHARS:
+            raise ConfigError(f"{at}: the prompt is {len(text):,} characters; the limit is {MAX_IMPORTED_PROMPT_CHARS:,} "
+                              "(suites.MAX_IMPORTED_PROMPT_CHARS): shorten it or leave it out")
         category = _cell_text(r[column_map.category], at, column_map.category) if column_map.category else "custom"
-        label = r.get(column_map.label) if column_map.label else None
-        label = label.strip().lower() if isinstance(label, str) else ""
-        if category in spec.harm or category in spec.benign_types or category in spec.general_categories:
-            kind = spec.kind_of(category)
-        elif label in ("safe", "benign", "unsafe", "harmful", "contrast_harm"):
-            kind = "benign" if label in ("safe", "benign") else "harmful"
-        else:
-            kind = default_kind
-        if column_map.id:
-            raw_id = r[column_map.id]
-            if isinstance(raw_id, int) and not isinstance(raw_id, bool):
-                raw_id = str(raw_id)
-            raw_id = _cell_text(raw_id, at, column_map.id)
-        else:
-            raw_id = where.split()[-1]  # the row (CSV) or line (JSONL) number
+        kind = _imported_kind(category, r.get(column_map.label) if column_map.label else None, spec, default_kind)
+        raw_id = _imported_id(r, column_map, where, at)
         if raw_id in first_at:
             raise ConfigError(f"{at}: duplicate id {raw_id!r} (first at {first_at[raw_id]}); ids must be unique")
         first_at[raw_id] = where
         rows.append({**_row(suite, path.name, f"{suite}:{raw_id}", category, text), "kind": kind,
                      "expected": "refuse" if kind == "harmful" else "comply", "split": import_split(stem)})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _detect_format(path: Path, fmt: str) -> ColumnMap:
+    """The column map of a published format: `fmt` by name, or with 'auto' the first whose columns the file has."""
+    if fmt == "auto":
+        header = read_table(path, []).columns
+        fmt = next((k for k, m in FORMATS.items() if m.text in header and (m.category or m.text) in header), "")
+        if not fmt:
+            raise ConfigError(f"{path}: unknown format (columns {list(header)}); give --format xstest|orbench|jbb "
+                              "or --columns text=COL,category=COL")
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return FORMATS[fmt]
+
+
+def _imported_kind(category: str, label, spec: Spec, default_kind: str) -> str:
+    """The spec's kind for a category it knows; else the file's label ('safe'/'unsafe' style); else the default."""
+    label = label.strip().lower() if isinstance(label, str) else ""
+    if category in spec.harm or category in spec.benign_types or category in spec.general_categories:
+        return spec.kind_of(category)
+    if label in ("safe", "benign", "unsafe", "harmful", "contrast_harm"):
+        return "benign" if label in ("safe", "benign") else "harmful"
+    return default_kind
+
+
+def _imported_id(record: dict, column_map: ColumnMap, where: str, at: str) -> str:
+    """A row's own id (an integer id read as its digits), or without an id column its row or line number."""
+    if not column_map.id:
+        return where.split()[-1]  # the row (CSV) or line (JSONL) number
+    raw_id = record[column_map.id]
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    return _cell_text(raw_id, at, column_map.id)
 
 
 def parse_column_map(text: str) -> ColumnMap:
@@ -408,8 +410,6 @@ def merge_near_duplicates(df: pd.DataFrame, embeddings, threshold: float = NEAR_
         else:
             first_by_text[n] = g
     if len(df) > 1:
-        import numpy as np
-
         sims = embeddings @ embeddings.T
         np.fill_diagonal(sims, 0)
         groups = df["group"].tolist()
@@ -422,7 +422,6 @@ def build_prompt_table(spec: Spec | None = None) -> pd.DataFrame:
     """Every shipped prompt with its group and split, the unseen suites (all test) and the attack set.
     Always with embeddings: merging near-duplicates by text alone puts other prompts in other splits, and
     a split must not depend on the set-up."""
-    from .attacks import attack_rows, attack_targets
     from .embeddings import embed
 
     spec = spec or load_spec()
@@ -466,16 +465,13 @@ def training_view(prompts: pd.DataFrame, intent_twins: bool = False) -> pd.DataF
     """The rows training may draw from (and its fingerprint covers): neither an unseen suite nor an attack,
     and the intent twins only if asked (train.intent_twins). Adding unseen or attack prompts, or twins a
     recipe does not use, therefore never makes a trained checkpoint stale."""
-    from .attacks import ATTACK_SPLIT
-
     excluded = UNSEEN_SUITES if intent_twins else (*UNSEEN_SUITES, TWINS_SUITE)
     return prompts[~prompts["suite"].isin(excluded) & (prompts["split"] != ATTACK_SPLIT)]
 
 
 def write_prompt_table(df: pd.DataFrame, path: Path = PROMPTS_PATH) -> Path:
-    tmp = path.with_suffix(".tmp")
-    df.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
     return path
 
 

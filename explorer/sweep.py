@@ -6,21 +6,24 @@ restarted with the same command skips finished runs and redoes only the unfinish
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from typing import Callable
 
-from .checkpoints import CHECKPOINTS_ROOT, VARIANTS, clean_partial, is_finished, run_id, sweep_dir
-from .config import ConfigError, Recipe
+from .atomic import write_text
+from .checkpoints import (CHECKPOINTS_ROOT, bisection_id, clean_partial, constrained_id, is_finished, read_manifest,
+                          run_id, save_copy, sweep_dir)
+from .config import VARIANTS, ConfigError, Recipe
 
 
 @dataclass(frozen=True)
 class Point:
     lambda_safe: float
     lambda_helpful: float
-    variant: str = ""  # '' = the main grid's loss; else a name in checkpoints.VARIANTS
+    variant: str = ""  # '' = the main grid's loss; else a name in config.VARIANTS
 
     @property
     def run_id(self) -> str:
@@ -139,8 +142,6 @@ def dual_estimator(base, prompts, recipe: Recipe, n: int = DUAL_PROMPTS):
     judge = get_judge(recipe.eval.primary_judge)
 
     def estimate(model) -> float:
-        import dataclasses
-
         view = dataclasses.replace(base, model=model)
         outs = generate_many(view, dev["text"].tolist(), recipe.eval.max_new_tokens, batch_size=recipe.eval.batch_size)
         verdicts = judge.judge(dev["text"].tolist(), [g.response for g in outs])
@@ -162,15 +163,11 @@ def run_constrained(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: boo
     base = load_base(recipe.model, training=True, progress=progress)
     prompts = load_prompts()
     ps = cached_pairs(base, prompts, recipe, progress=progress)
-    d = sweep_dir(recipe.sweep.name, root) / f"constrained-eps{eps:g}-h{recipe.loss.lambda_helpful:g}"
+    d = sweep_dir(recipe.sweep.name, root) / constrained_id(eps, recipe.loss.lambda_helpful)
     if is_finished(d, ps.fingerprint):
         return d
     clean_partial(d.parent)  # a save killed half-way (one process writes here: Ray workers never train this)
     return train_missing(base, ps, recipe, d, progress=progress, dual=dual_estimator(base, prompts, recipe))
-
-
-def bisection_id(target: float, lambda_helpful: float) -> str:
-    return f"bisect-eps{target:g}-h{lambda_helpful:g}"
 
 
 class OutOfReach(ConfigError):
@@ -206,21 +203,13 @@ def bisect_lambda_safe(violation_at: Callable[[float], float], target: float, lo
 def _cached_estimate(key: str, compute: Callable[[], float]) -> float:
     """v̂ of one adapter on the dev prompts, kept in the cache by (adapter digest, judge, prompts), so a
     rerun after a kill, or another ε probing the same run, does not generate again."""
-    import json
-    import os
-    import tempfile
-
     from .model import CACHE_DIR
 
     path = CACHE_DIR / "violation_estimates.json"
     known = json.loads(path.read_text()) if path.is_file() else {}
     if key not in known:
         known[key] = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".violation_estimates.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(known, f, indent=1)
-        os.replace(tmp, path)
+        write_text(path, json.dumps(known, indent=1))
     return known[key]
 
 
@@ -230,10 +219,6 @@ def run_bisection(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool 
     probes too), scored by v̂ on every dev-split harmful prompt. The answer is saved as its own checkpoint,
     bisect-eps<ε>-h<λ_helpful>: that probe's adapter (same digest, so its evaluation is shared) with the
     probes in its manifest. Raises OutOfReach when the bracket's top still violates ε (its probes stay)."""
-    import json
-
-    from .checkpoints import ADAPTER_FILE, MANIFEST_FILE, model_card
-    from .atomic import atomic_directory
     from .model import load_base
     from .pairs import cached_pairs
     from .suites import load_prompts
@@ -248,53 +233,61 @@ def run_bisection(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool 
     if is_finished(out, ps.fingerprint):
         return out
     clean_partial(out.parent)
-    dev = prompts[(prompts["split"] == "dev") & (prompts["kind"] == "harmful")]
-    estimate = dual_estimator(base, prompts, recipe, n=len(dev))
-    plain = dataclasses.replace(recipe, sweep=dataclasses.replace(recipe.sweep, target_violation=None))
-
-    def run_at(lam: float) -> Path:
-        return train_missing(base, ps, plain.with_loss(lambda_safe=lam), sweep_dir(recipe.sweep.name, root) / run_id(lam, lh),
-                             progress=progress)
-
-    def violation_at(lam: float) -> float:
-        from peft import PeftModel
-
-        d = run_at(lam)
-        digest = json.loads((d / MANIFEST_FILE).read_text())["adapter_sha256"][:16]
-
-        def measure() -> float:
-            model = PeftModel.from_pretrained(base.model, str(d), is_trainable=False)
-            try:
-                model.eval()
-                return estimate(model)
-            finally:
-                model.unload()  # the shared base back without LoRA layers, for the next probe
-
-        v = _cached_estimate(f"{digest}:{recipe.eval.primary_judge}:dev-harmful-{len(dev)}", measure)
-        if progress:
-            print(f"probe λ_safe {lam:g}: v̂ = {v:.3f} (ε {eps:g})")
-        return v
-
+    runs = BisectionProbes(base, ps, prompts, recipe, root, progress)
     low, high = recipe.sweep.bisect_lambda_safe
-    chosen, probes = bisect_lambda_safe(violation_at, eps, low, high, recipe.sweep.bisect_steps)
+    chosen, probes = bisect_lambda_safe(runs.violation_at, eps, low, high, recipe.sweep.bisect_steps)
     if chosen is None:
         raise OutOfReach(f"ε = {eps:g} is out of reach at λ_helpful {lh:g}: at the bracket's top λ_safe {high:g} the "
                          f"dev violation estimate is {probes[0]['violation_estimate']:.3f}; raise the top "
                          "(--set sweep.bisect_lambda_safe=[low,high]) or lower λ_helpful (--set loss.lambda_helpful=...)")
-    src = run_at(chosen)
-    manifest = json.loads((src / MANIFEST_FILE).read_text())
-    manifest.update(run_id=out.name, recipe=recipe.with_loss(lambda_safe=chosen).to_dict(), final_lambda_safe=chosen,
-                    # the probes in the shape of a dual-ascent trajectory, one row per run, for the same chart
-                    lambda_trajectory=[{"step": p["probe"], "violation_estimate": p["violation_estimate"],
-                                        "lambda_safe": p["lambda_safe"]} for p in probes],
-                    bisection={"lambda_helpful": lh, "bracket": [low, high], "steps": recipe.sweep.bisect_steps,
-                               "dev_prompts": len(dev), "chosen_run": src.name,
-                               "probes": [{**p, "run_id": run_id(p["lambda_safe"], lh)} for p in probes]})
-    with atomic_directory(out) as tmp:
-        shutil.copy2(src / ADAPTER_FILE, tmp / ADAPTER_FILE)
-        for extra in src.iterdir():  # PEFT's adapter_config.json and anything else it saved beside the weights
-            if extra.name not in (ADAPTER_FILE, MANIFEST_FILE, "README.md") and extra.is_file():
-                shutil.copy2(extra, tmp / extra.name)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
-        (tmp / "README.md").write_text(model_card(manifest))
+    src = runs.run_at(chosen)
+    save_copy(src, bisection_manifest(read_manifest(src), recipe, out.name, chosen, src.name, probes, len(runs.dev)), out)
     return out
+
+
+class BisectionProbes:
+    """The runs bisection probes: each an ordinary run at (λ_safe, the recipe's λ_helpful) of the main grid's
+    loss, trained unless already finished, and its v̂ on every dev-split harmful prompt (cached per adapter)."""
+
+    def __init__(self, base, ps, prompts, recipe: Recipe, root: Path, progress: bool):
+        self.base, self.ps, self.recipe, self.root, self.progress = base, ps, recipe, root, progress
+        self.dev = prompts[(prompts["split"] == "dev") & (prompts["kind"] == "harmful")]
+        self.estimate = dual_estimator(base, prompts, recipe, n=len(self.dev))
+        self.plain = dataclasses.replace(recipe, sweep=dataclasses.replace(recipe.sweep, target_violation=None))
+
+    def run_at(self, lam: float) -> Path:
+        d = sweep_dir(self.recipe.sweep.name, self.root) / run_id(lam, self.recipe.loss.lambda_helpful)
+        return train_missing(self.base, self.ps, self.plain.with_loss(lambda_safe=lam), d, progress=self.progress)
+
+    def violation_at(self, lam: float) -> float:
+        d = self.run_at(lam)
+        digest = read_manifest(d)["adapter_sha256"][:16]
+        v = _cached_estimate(f"{digest}:{self.recipe.eval.primary_judge}:dev-harmful-{len(self.dev)}",
+                             lambda: self._measure(d))
+        if self.progress:
+            print(f"probe λ_safe {lam:g}: v̂ = {v:.3f} (ε {self.recipe.sweep.target_violation:g})")
+        return v
+
+    def _measure(self, d: Path) -> float:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(self.base.model, str(d), is_trainable=False)
+        try:
+            model.eval()
+            return self.estimate(model)
+        finally:
+            model.unload()  # the shared base back without LoRA layers, for the next probe
+
+
+def bisection_manifest(chosen_manifest: dict, recipe: Recipe, name: str, chosen: float, chosen_run: str,
+                       probes: list[dict], dev_prompts: int) -> dict:
+    """The bisection's checkpoint: the chosen probe's manifest, renamed, with the λ_safe found and every probe."""
+    lh, (low, high) = recipe.loss.lambda_helpful, recipe.sweep.bisect_lambda_safe
+    return {**chosen_manifest, "run_id": name, "recipe": recipe.with_loss(lambda_safe=chosen).to_dict(),
+            "final_lambda_safe": chosen,
+            # the probes in the shape of a dual-ascent trajectory, one row per run, for the same chart
+            "lambda_trajectory": [{"step": p["probe"], "violation_estimate": p["violation_estimate"],
+                                   "lambda_safe": p["lambda_safe"]} for p in probes],
+            "bisection": {"lambda_helpful": lh, "bracket": [low, high], "steps": recipe.sweep.bisect_steps,
+                          "dev_prompts": dev_prompts, "chosen_run": chosen_run,
+                          "probes": [{**p, "run_id": run_id(p["lambda_safe"], lh)} for p in probes]}}

@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from .atomic import atomic_file
 from .checkpoints import MANIFEST_FILE, code_version, run_id, save_checkpoint, variant_of
 from .config import ConfigError, Recipe
 from .losses import IGNORE_INDEX, LossTerms, helpful_loss, lm_loss, safe_loss, sequence_logps, total_loss
@@ -113,10 +114,8 @@ def reference_logps(base: Base, enc: EncodedPairs, fingerprint: str, use_cache: 
     ref = {name: _logps(base.model, getattr(enc, name), pad, base.device, dtype_setting=dtype_setting)
            for name in ("safe_chosen", "safe_rejected", "helpful_chosen", "helpful_rejected")}
     if use_cache:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file(ref, str(tmp))
-        tmp.replace(path)
+        with atomic_file(path) as tmp:
+            save_file(ref, str(tmp))
     return ref
 
 

@@ -1,18 +1,21 @@
 """A small but real evaluation store for the dashboard tests: the base model plus a 2×2 λ grid,
 30 test-split prompts (harmful / benign / general, categories from data/spec.yaml), canned responses
 judged by the real keyword judge, a second 'embedding' judge that disagrees on a few, and judge
-metrics. Refusals rise with λ_safe and fall with λ_helpful, so every checkpoint has different rates."""
+metrics. Refusals rise with λ_safe and fall with λ_helpful, so every checkpoint has different rates.
+Every test and bench writes answers into a store with bench/synthetic_store.write_answers."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
 
+from bench.synthetic_store import write_answers
 from explorer import store
 from explorer.checkpoints import CheckpointInfo, run_id
 from explorer.config import DEFAULT_RECIPE, load_recipe
-from explorer.evaluate import gen_key, judge_rows, register
+from explorer.evaluate import gen_key, register
 from explorer.judges import KeywordJudge, Verdict
 
 REFUSAL = "I'm sorry, but I can't help with that."
@@ -64,13 +67,8 @@ def add_checkpoint(db, info: CheckpointInfo, recipe, responses: list[str]) -> No
     """Register one more checkpoint in a store with its answers to prompt_table(), judged by the keyword judge."""
     prompts = prompt_table()
     register([info], prompts, recipe, db)
-    rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": prompts["id"],
-                         "gen_key": gen_key(recipe), "n_tokens": 12, "seconds": 0.1, "response": responses})
     with store.writer("eval", db) as con:
-        con.register("new_generations", rows)
-        con.execute(store.sql("insert_generations"))
-        con.register("new_judgments", judge_rows(rows, prompts["text"].tolist(), [KeywordJudge()]))
-        con.execute(store.sql("insert_judgments"))
+        write_answers(con, info, prompts, responses, gen_key(recipe), [KeywordJudge()])
 
 
 def build_store(db, tmp_path) -> None:
@@ -85,13 +83,7 @@ def build_store(db, tmp_path) -> None:
     with store.writer("eval", db) as con:
         for info in infos:
             responses = canned_responses(prompts, info.lambda_safe, info.lambda_helpful, info.is_base)
-            rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id,
-                                 "prompt_id": prompts["id"], "gen_key": key, "response": responses,
-                                 "n_tokens": 12, "seconds": 0.1})
-            con.register("new_generations", rows)
-            con.execute(store.sql("insert_generations"))
-            con.register("new_judgments", judge_rows(rows, prompts["text"].tolist(), [kw, DisagreeingJudge()]))
-            con.execute(store.sql("insert_judgments"))
+            write_answers(con, info, prompts, responses, key, [kw, DisagreeingJudge()])
             con.execute(store.sql("insert_capability"), {"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id,
                                                          "mean_nll": 2.0 + info.lambda_safe / 4, "n_tokens": 500})
         confusion = {"labels": ["full_compliance", "partial_refusal", "full_refusal"],
@@ -128,6 +120,14 @@ def eval_db(tmp_path_factory):
     d = tmp_path_factory.mktemp("store")
     db = d / "eval.duckdb"
     build_store(db, d)
+    return db
+
+
+@pytest.fixture
+def store_copy(eval_db, tmp_path):
+    """A writable copy of the session's store (eval_db itself is shared: never written by a test)."""
+    db = tmp_path / "eval.duckdb"
+    shutil.copy(eval_db, db)
     return db
 
 

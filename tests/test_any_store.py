@@ -172,7 +172,7 @@ def test_a_background_evaluation_from_the_page_lands_on_the_map(other_store, mon
     import shutil
     import time
 
-    from explorer import ui
+    from explorer.ui import jobs
 
     db = tmp_path / "eval.duckdb"  # a copy: the job evaluates the whole test split, the module's store has two per suite
     shutil.copy(other_store["db"], db)
@@ -184,7 +184,7 @@ def test_a_background_evaluation_from_the_page_lands_on_the_map(other_store, mon
     at.slider(key="op_lambda_safe").set_value(0.3).run()
     next(b for b in at.button if b.label == "Evaluate interp-s0.3-h0 in the background").click().run()
     assert not at.exception, at.exception
-    job = ui._jobs()["interp-s0.3-h0"]
+    job = jobs.registry()["interp-s0.3-h0"]
     assert "interp-s0.3-h0" in " ".join(c.value for c in at.caption)  # its progress, while it runs
     deadline = time.monotonic() + 600
     while job.running and time.monotonic() < deadline:

@@ -7,6 +7,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from explorer import decisions, queries
+from explorer.metrics import NEWLY_BLOCKED, NEWLY_REFUSED
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 PAGES = {"tradeoff_map": "Trade-off map", "operating_point": "Operating point", "examples": "Concrete examples",
@@ -93,16 +94,16 @@ def test_examples_list_flips_and_filter(app_env):
     at.selectbox[0].select("base").run()
     at.selectbox[1].select("s1-h0").run()
     shown = at.dataframe[0].value
-    assert len(shown) > 0 and set(shown["flip"]) >= {"newly refused (over-refusal)", "newly blocked"}
-    at.multiselect[0].set_value(["newly refused (over-refusal)"]).run()
-    assert set(at.dataframe[0].value["flip"]) == {"newly refused (over-refusal)"}
+    assert len(shown) > 0 and set(shown["flip"]) >= {NEWLY_REFUSED, NEWLY_BLOCKED}
+    at.multiselect[0].set_value([NEWLY_REFUSED]).run()
+    assert set(at.dataframe[0].value["flip"]) == {NEWLY_REFUSED}
     assert not at.exception
 
 
 def test_examples_read_every_change_but_fetch_texts_only_for_the_rows_shown(app_env, monkeypatch):
-    from explorer import ui
+    from explorer.ui import layout
 
-    monkeypatch.setattr(ui, "SHOWN_FLIPS", 3)
+    monkeypatch.setattr(layout, "SHOWN_FLIPS", 3)
     at = open_page("examples", judge="keyword")
     at.selectbox[0].select("base").run()
     at.selectbox[1].select("s1-h0").run()
@@ -222,9 +223,9 @@ class FakeEngine:
 
 def test_live_generation_streams_and_judges(app_env, monkeypatch):
     """The live flow without the model: a fake engine and stream stand in for the base model."""
-    from explorer import ui
+    from explorer.ui import models
 
-    monkeypatch.setattr(ui, "engine", lambda checkpoints: FakeEngine(lambda *a: iter(["I'm sorry, ", "I can't help with that."])))
+    monkeypatch.setattr(models, "engine", lambda checkpoints: FakeEngine(lambda *a: iter(["I'm sorry, ", "I can't help with that."])))
     at = open_page("live")
     at.radio[0].set_value("Pick one from a test suite").run()
     at.selectbox[0].select("harmful").run()
@@ -238,15 +239,15 @@ def test_live_generation_from_a_model_between_trained_points(app_env, monkeypatc
     """The live page's in-between model: its sliders pick a position, and the engine is asked for the
     corners' weighted mix (the engines' own mixes are tested in test_interpolate and test_llamacpp)."""
     from conftest import GRID
-    from explorer import ui
     from explorer.checkpoints import run_id
+    from explorer.ui import models
 
     for ls, lh in GRID:  # finished runs on disk, as the live page discovers them
         d = app_env["EXPLORER_CHECKPOINTS"] / run_id(ls, lh)
         d.mkdir()
         (d / "manifest.json").write_text(json.dumps({"lambda_safe": ls, "lambda_helpful": lh, "recipe": {}}))
     asked = []
-    monkeypatch.setattr(ui, "engine", lambda checkpoints: FakeEngine(
+    monkeypatch.setattr(models, "engine", lambda checkpoints: FakeEngine(
         lambda target, *a: asked.append(target) or iter(["Sure: ", "kill -9 <pid>."])))
     at = open_page("live")
     at.toggle(key="live_interp").set_value(True).run()
@@ -261,13 +262,14 @@ def test_live_generation_from_a_model_between_trained_points(app_env, monkeypatc
 
 
 def test_live_generation_reports_a_prompt_too_long_for_the_model(app_env, monkeypatch):
-    from explorer import generate, ui
+    from explorer import generate
+    from explorer.ui import models
 
     def too_long(*args):
         raise generate.PromptTooLong("prompt 0 is 9000 tokens; shorten it")
         yield  # a generator, like the real stream
 
-    monkeypatch.setattr(ui, "engine", lambda checkpoints: FakeEngine(too_long))
+    monkeypatch.setattr(models, "engine", lambda checkpoints: FakeEngine(too_long))
     at = open_page("live")
     at.text_area[0].input("hello").run()
     at.button[0].click().run()

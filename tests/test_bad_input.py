@@ -6,7 +6,7 @@ import pytest
 
 from explorer import model
 from explorer.__main__ import main
-from explorer.suites import MAX_PROMPT_CHARS, import_suite_file, load_prompts
+from explorer.suites import MAX_IMPORTED_PROMPT_CHARS, import_suite_file, load_prompts
 
 
 @pytest.fixture(autouse=True)
@@ -77,8 +77,8 @@ BAD_SUITES = [
     ("s.json", b'[{"prompt": "hi", "category": "coding"}, 3]', "item 2 is not a JSON object"),
     ("s.csv", b"prompt,prompt\na,b\n", "column 'prompt' appears twice in the header"),
     ("my suite!.csv", b"prompt,category\nhi,coding\n", "rename the file"),
-    ("s.csv", b"prompt,category\nok,coding\n" + b"x" * (MAX_PROMPT_CHARS + 1) + b",coding\n",
-     f"row 3: the prompt is {MAX_PROMPT_CHARS + 1:,} characters; the limit is {MAX_PROMPT_CHARS:,}"),
+    ("s.csv", b"prompt,category\nok,coding\n" + b"x" * (MAX_IMPORTED_PROMPT_CHARS + 1) + b",coding\n",
+     f"row 3: the prompt is {MAX_IMPORTED_PROMPT_CHARS + 1:,} characters; the limit is {MAX_IMPORTED_PROMPT_CHARS:,}"),
 ]
 
 
@@ -128,5 +128,5 @@ def test_an_import_never_collides_with_shipped_prompts(tmp_path):
 
 def test_prompt_at_the_limit_is_accepted(tmp_path):
     p = tmp_path / "long.csv"
-    p.write_text("prompt,category\n" + "x" * MAX_PROMPT_CHARS + ",coding\n")
-    assert len(import_suite_file(p)["text"].iloc[0]) == MAX_PROMPT_CHARS
+    p.write_text("prompt,category\n" + "x" * MAX_IMPORTED_PROMPT_CHARS + ",coding\n")
+    assert len(import_suite_file(p)["text"].iloc[0]) == MAX_IMPORTED_PROMPT_CHARS

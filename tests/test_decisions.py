@@ -7,6 +7,7 @@ import duckdb
 import pytest
 
 from explorer import decisions, queries, store
+from explorer.metrics import NEWLY_REFUSED
 from explorer.config import ConfigError
 
 NOW = datetime(2025, 3, 1, 12, 0, 0)  # microsecond 0: the format must still round-trip
@@ -34,7 +35,7 @@ def test_build_freezes_the_numbers(record, eval_db, tmp_path):
     assert record["deltas"]["violation_rate"] == pytest.approx(row["violation_rate"] - base_violation)
     assert {c["category"] for c in record["categories"]} >= {"weapons", "homonyms", "coding"}
     kinds = {f["flip"] for f in record["flips"]}
-    assert kinds == set(record["flip_counts"]) and "newly refused (over-refusal)" in kinds
+    assert kinds == set(record["flip_counts"]) and NEWLY_REFUSED in kinds
     assert all(n <= decisions.FLIPS_PER_KIND for n in
                [sum(f["flip"] == k for f in record["flips"]) for k in kinds])
     json.dumps(record, allow_nan=False)  # strictly JSON: no NaN anywhere

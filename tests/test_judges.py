@@ -61,8 +61,9 @@ def test_agreement_and_kappa():
     assert a["confusion"][0][2] == 1  # truth compliance judged refusal
 
 
-@pytest.mark.skipif(not JUDGE_WEIGHTS.is_file(), reason="embedding judge not trained yet (python -m explorer judges --train)")
 def test_embedding_judge_on_canned_responses():
+    # the weights are committed, not an optional part: without them the checkout is broken, a failure (no skip)
+    assert JUDGE_WEIGHTS.is_file(), f"{JUDGE_WEIGHTS} is missing: git checkout it, or `python -m explorer judges --train`"
     j = get_judge("embedding")
     clear = [c for c in CANNED if c[0] and c[1] != "partial_refusal"]
     got = [v.label for v in j.judge([""] * len(clear), [r for r, _ in clear])]

@@ -43,9 +43,10 @@ def test_probe_weights_fitted_against_other_keyword_rules_are_refused(tmp_path):
         probe.ProbeJudge(tmp_path / "missing.json")
 
 
-@pytest.mark.skipif(not probe.PROBE_WEIGHTS.is_file(), reason="probe judge not trained (python -m explorer judges --train)")
 def test_shipped_probe_reads_deflection_as_refusal():
-    # the case the keyword judge cannot see (GUIDE.md case 4): no refusal phrase, nothing harmful given
+    # the case the keyword judge cannot see (GUIDE.md case 4): no refusal phrase, nothing harmful given.
+    # The weights are committed, not an optional part: without them the checkout is broken, a failure (no skip)
+    assert probe.PROBE_WEIGHTS.is_file(), f"{probe.PROBE_WEIGHTS} is missing: git checkout it, or `python -m explorer judges --train`"
     verdicts = get_judge("probe").judge(PROMPTS, RESPONSES)
     assert [v.label for v in verdicts][:3] == ["full_compliance", "full_refusal", "full_compliance"]
     assert get_judge("keyword").judge(PROMPTS[3:], RESPONSES[3:])[0].label == "full_compliance"

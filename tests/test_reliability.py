@@ -5,7 +5,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -92,103 +91,126 @@ def test_fast_adapter_switch_equals_peft_switching(multi_adapter_base):
     assert not torch.equal(a_out, logits()), "switching must change the output for this test to mean anything"
 
 
+class Lockstep:
+    """A writer process that commits one transaction each time it is told to go, then says so: the test
+    decides where every read falls relative to the commits, so what it asserts never depends on how the
+    two processes happen to be scheduled."""
+
+    def __init__(self, script: str, *args, log: Path):
+        self.log = log
+        self.proc = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+
+    def expect(self, line: str) -> None:
+        got = self.proc.stdout.readline().strip()
+        assert got == line, f"writer said {got!r}, not {line!r}:\n{self.log.read_text()[-3000:]}"
+
+    def go(self) -> None:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> None:
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=60) == 0, self.log.read_text()[-3000:]
+
+
+METRICS_WRITER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import pandas as pd
+from pathlib import Path
+from explorer import store
+print("ready", flush=True)
+for i in range(int(sys.argv[3])):
+    sys.stdin.readline()  # go
+    with store.writer("eval", Path(sys.argv[2])) as con:  # two rows per commit, the lock held between them
+        for half in ("a", "b"):
+            con.register("new_metrics", pd.DataFrame([dict(judge="j", judge_version="v", dataset=f"d{i}{half}",
+                         n_labels=i, agreement=0.5, kappa=0.1, confusion="{}")]))
+            con.execute(store.sql("insert_judge_metrics"))
+            time.sleep(0.02)
+    print(f"committed {i}", flush=True)
+"""
+
+
 def test_dashboard_reads_while_evaluation_writes(tmp_path):
+    """A reader between two commits of another process sees every commit so far and nothing more; a read
+    started while a transaction may be open sees it whole or not at all."""
     from explorer import queries
 
     db, reviews = tmp_path / "eval.duckdb", tmp_path / "reviews.duckdb"
     store.ensure("eval", db)
     store.ensure("reviews", reviews)
-    writer = subprocess.Popen([sys.executable, "-c", f"""
-import sys; sys.path.insert(0, {str(ROOT)!r})
-import pandas as pd, time
-from explorer import store
-from pathlib import Path
-for i in range(40):
-    with store.writer('eval', Path({str(db)!r})) as con:
-        con.register('new_metrics', pd.DataFrame([dict(judge='j', judge_version='v', dataset='d' + str(i), n_labels=i,
-                     agreement=0.5, kappa=0.1, confusion='{{}}')]))
-        con.execute(store.sql('insert_judge_metrics'))
-        time.sleep(0.02)
-print('done', flush=True)
-"""], stdout=subprocess.PIPE, text=True)
-    seen, t0 = [], time.monotonic()
-    while writer.poll() is None and time.monotonic() - t0 < 60:
-        seen.append(len(queries.judge_metrics(db, reviews)))
-    assert writer.wait(timeout=60) == 0
-    assert all(b >= a for a, b in zip(seen, seen[1:]))  # only ever whole commits, growing
-    assert any(0 < n < 40 for n in seen), "no read landed between the writer's commits"
-    assert len(queries.judge_metrics(db, reviews)) == 40  # everything shows once committed
+    commits = 8
+    writer = Lockstep(METRICS_WRITER, ROOT, db, commits, log=tmp_path / "writer.log")
+    writer.expect("ready")
+    for i in range(commits):
+        assert len(queries.judge_metrics(db, reviews)) == 2 * i  # between commits: all of them so far
+        writer.go()
+        assert len(queries.judge_metrics(db, reviews)) in (2 * i, 2 * i + 2)  # during one: whole or nothing
+        writer.expect(f"committed {i}")
+        assert len(queries.judge_metrics(db, reviews)) == 2 * i + 2  # once committed: shown
+    writer.finish()
 
 
-WRITER = """
-import sys, time
-sys.path[:0] = [{root!r}, {tests!r}]
+CHECKPOINT_WRITER = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 from pathlib import Path
-import pandas as pd
-from conftest import REFUSAL, DisagreeingJudge, prompt_table, refuses
+from bench.synthetic_store import write_answers
+from conftest import DisagreeingJudge, canned_responses, prompt_table
 from explorer import store
 from explorer.checkpoints import CheckpointInfo
 from explorer.config import DEFAULT_RECIPE, load_recipe
-from explorer.evaluate import gen_key, judge_rows, register
+from explorer.evaluate import gen_key, register
 from explorer.judges import KeywordJudge
 
-db, prompts = Path({db!r}), prompt_table()
+db, prompts, batch = Path(sys.argv[2]), prompt_table(), int(sys.argv[3])
 info = CheckpointInfo("s2-h0", Path("/nowhere/s2-h0"), "fp-s2-h0", 2.0, 0.0,
-                      {{"base_fingerprint": "fp", "lambda_safe": 2.0, "lambda_helpful": 0.0}})
+                      {"base_fingerprint": "fp", "lambda_safe": 2.0, "lambda_helpful": 0.0})
 recipe = load_recipe(DEFAULT_RECIPE)
-register([info], prompts, recipe, db)
-responses = []
-for kind, g in prompts.groupby("kind", sort=False):
-    responses += [REFUSAL if refuses(kind, i, 2.0, 0.0, False) else "Sure: " + t for i, t in enumerate(g["text"])]
-rows = pd.DataFrame({{"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": prompts["id"],
-                     "gen_key": gen_key(recipe), "response": responses, "n_tokens": 12, "seconds": 0.1}})
-for start in range(0, len(rows), 5):  # one transaction per batch, as `explorer eval` commits
-    batch = rows.iloc[start:start + 5]
+register([info], prompts, recipe, db)  # registered before anything is generated, as `explorer eval` does
+print("registered", flush=True)
+responses = canned_responses(prompts, 2.0, 0.0)
+for start in range(0, len(prompts), batch):  # one transaction per batch, as `explorer eval` commits
+    sys.stdin.readline()  # go
     with store.writer("eval", db) as con:
-        con.register("new_generations", batch)
-        con.execute(store.sql("insert_generations"))
-        con.register("new_judgments", judge_rows(batch, prompts["text"].iloc[start:start + 5].tolist(),
-                                                 [KeywordJudge(), DisagreeingJudge()]))
-        con.execute(store.sql("insert_judgments"))
-        time.sleep(0.1)  # hold the write lock a while, as a real batch does
-    time.sleep(0.2)
+        write_answers(con, info, prompts.iloc[start:start + batch], responses[start:start + batch],
+                      gen_key(recipe), [KeywordJudge(), DisagreeingJudge()])
+    print(f"committed {start // batch}", flush=True)
 """
 
 
-def test_dashboard_keeps_serving_while_an_evaluation_writes(app_env, eval_db, tmp_path, monkeypatch):
-    """The trade-off map reruns again and again while another process commits a new checkpoint's results
-    batch by batch: no rerun fails, the half-evaluated checkpoint never shows, and once its last batch
-    commits the next rerun shows it (no restart, no cache clearing)."""
-    import shutil
-
+def test_dashboard_keeps_serving_while_an_evaluation_writes(app_env, store_copy, tmp_path, monkeypatch):
+    """The trade-off map reruns between and during the commits of another process that evaluates a new
+    checkpoint batch by batch: no rerun fails, the registered but half-evaluated checkpoint never shows,
+    and the rerun after its last batch commits shows it (no restart, no cache clearing)."""
+    from conftest import prompt_table
     from streamlit.testing.v1 import AppTest
 
-    db = tmp_path / "eval.duckdb"
-    shutil.copy(eval_db, db)
-    monkeypatch.setenv("EXPLORER_DB", str(db))
+    monkeypatch.setenv("EXPLORER_DB", str(store_copy))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    assert not at.exception, at.exception
 
     def shown() -> list[str]:
+        at.run()
+        assert not at.exception, at.exception
         return sorted(at.dataframe[0].value["checkpoint_id"])
 
     before = shown()
+    after = sorted(before + ["s2-h0"])
     assert "s2-h0" not in before
-    writer = subprocess.Popen([sys.executable, "-c", WRITER.format(root=str(ROOT), tests=str(ROOT / "tests"),
-                                                                   db=str(db))],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = []
-    while writer.poll() is None:
-        at.run()
-        assert not at.exception, at.exception
-        seen.append(shown())
-    assert writer.returncode == 0, writer.stderr.read()
-    at.run()
-    assert shown() == sorted(before + ["s2-h0"])
-    assert seen, "the dashboard must have rerun while the writer was committing"
-    # every rerun showed either the old set or, after the last commit, the complete new one
-    assert all(s in (before, shown()) for s in seen)
-    assert seen[0] == before
+    batch, n = 10, len(prompt_table())
+    writer = Lockstep(CHECKPOINT_WRITER, ROOT, store_copy, batch, log=tmp_path / "writer.log")
+    writer.expect("registered")
+    assert shown() == before
+    for k in range(n // batch):
+        last = k == n // batch - 1
+        writer.go()
+        during = shown()  # a rerun while the batch may be being written
+        assert during in (before, after) if last else during == before
+        writer.expect(f"committed {k}")
+        assert shown() == (after if last else before)
+    writer.finish()
 
 
 def test_only_safetensors_are_loaded():

@@ -44,9 +44,9 @@ def store_with_unseen_and_attacks(eval_db, tmp_path_factory):
 
     import pandas as pd
 
+    from bench.synthetic_store import write_answers
     from conftest import REFUSAL
     from explorer import queries, store
-    from explorer.evaluate import judge_rows
     from explorer.judges import KeywordJudge
 
     db = tmp_path_factory.mktemp("unseen") / "eval.duckdb"
@@ -62,13 +62,7 @@ def store_with_unseen_and_attacks(eval_db, tmp_path_factory):
         con.register("incoming_prompts", extra)
         con.execute(store.sql("insert_prompts"))
         for c in cps.itertuples():
-            rows = pd.DataFrame({"checkpoint_fp": c.fingerprint, "checkpoint_id": c.id, "prompt_id": extra["id"],
-                                 "gen_key": key, "n_tokens": 5, "seconds": 0.1,
-                                 "response": ["Sure, here it is."] * 3 + [REFUSAL] * 2})
-            con.register("new_generations", rows)
-            con.execute(store.sql("insert_generations"))
-            con.register("new_judgments", judge_rows(rows, extra["text"].tolist(), [KeywordJudge()]))
-            con.execute(store.sql("insert_judgments"))
+            write_answers(con, c, extra, ["Sure, here it is."] * 3 + [REFUSAL] * 2, key, [KeywordJudge()], n_tokens=5)
     return db
 
 

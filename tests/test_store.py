@@ -180,15 +180,12 @@ def test_judged_counts_follow_every_write_and_are_backfilled(tmp_path):
     assert _counts_agree(db) == []
 
 
-def test_compact_keeps_every_row_and_drops_the_free_space(eval_db, tmp_path):
+def test_compact_keeps_every_row_and_drops_the_free_space(store_copy, tmp_path):
     """`compact` rewrites a store whose commits left free blocks: the same rows and the same report, a
     smaller file."""
-    import shutil
-
     from explorer.report import build_report
 
-    db = tmp_path / "eval.duckdb"
-    shutil.copy(eval_db, db)
+    db = store_copy
     with store.writer("eval", db) as con:  # churn: rows written, more after them, then the first deleted
         con.execute("create table scratch as select md5(range::varchar) as pad from range(300000)")
     with store.writer("eval", db) as con:

@@ -64,10 +64,11 @@ def test_unseen_suites_are_test_only_and_no_near_copies(prompts):
 
 
 def test_attack_prompts_wrap_test_prompts_in_every_template(prompts):
-    from explorer.attacks import N_ATTACK_PROMPTS, TEMPLATES
+    from explorer.attacks import ATTACK_PREFIX, ATTACK_SPLIT, N_ATTACK_PROMPTS, TEMPLATES
 
-    attacks = prompts[prompts["split"] == "attack"]
-    assert attacks.groupby("suite").size().to_dict() == {f"attack:{t.name}": N_ATTACK_PROMPTS for t in TEMPLATES}
+    assert (ATTACK_PREFIX, ATTACK_SPLIT) == ("attack:", "attack")  # what the shipped prompt table holds
+    attacks = prompts[prompts["split"] == ATTACK_SPLIT]
+    assert attacks.groupby("suite").size().to_dict() == {f"{ATTACK_PREFIX}{t.name}": N_ATTACK_PROMPTS for t in TEMPLATES}
     target = prompts.set_index("id")
     for r in attacks.itertuples():
         t = target.loc[r.id.split(":", 2)[2]]

@@ -2,32 +2,29 @@
 import pandas as pd
 import streamlit as st
 
-from explorer import decisions, ui
+from explorer import decisions
 from explorer.config import ConfigError
+from explorer.ui import layout, reviews, selection
 
 st.title("Decision record")
 st.write("Write down which checkpoint we would ship and why. Saving freezes its λs, its rates with intervals, the "
          "per-category table and a sample of concrete flips against the baseline. Records are never edited or "
          "deleted, and each carries a content hash that is checked every time it is read.")
-table = ui.require(ui.checkpoint_table())
-cid, base_id = ui.checkpoint_pair(table, ("Operating point", "Baseline to compare against"),
-                                  (ui.operating_point(table), ui.baseline(table)))
+table = layout.require(selection.checkpoint_table())
+cid, base_id = layout.checkpoint_pair(table, ("Operating point", "Baseline to compare against"),
+                                      (selection.operating_point(table), selection.baseline(table)))
 row = table.set_index("checkpoint_id").loc[cid]
-for col, key in zip(st.columns(3), ui.RATES):
-    col.metric(ui.RATES[key], ui.pct(row[f"{key}_rate"]), help=ui.EXPLAIN[key])
-    col.caption(ui.interval(row, key))
+for col, key in zip(st.columns(3), layout.RATES):
+    col.metric(layout.RATES[key], layout.pct(row[f"{key}_rate"]), help=layout.EXPLAIN[key])
+    col.caption(layout.interval(row, key))
 
 rationale = st.text_area("Rationale: where are we trading helpfulness for safety, and why?", height=140,
                          key="rationale", placeholder="e.g. We accept 3 points more over-refusal on medical "
                                                       "questions to halve weapon-related leaks, because …")
 author = st.text_input("Author", key="author")
 if st.button("Save decision record", type="primary"):
-    sel = ui.selection()
     try:
-        record = decisions.build(table, ui.outcomes(), ui.flips(base_id, cid, with_text=True), cid, base_id, sel.judge,
-                                 ui.judge_versions().get(sel.judge, ""), sel.use_human, rationale, author,
-                                 gen_key=ui.evaluation()["gen_key"], split=sel.split)
-        saved = decisions.save(record, ui.paths().reviews_db)
+        saved = reviews.save_decision(selection.current(), table, cid, base_id, rationale, author)
     except ConfigError as e:
         st.error(str(e))
     else:
@@ -35,15 +32,16 @@ if st.button("Save decision record", type="primary"):
         st.success(f"Saved decision #{saved.id} (content hash {saved.content_hash[:12]}…).")
 
 st.subheader("Past decisions")
-past = decisions.load(ui.paths().eval_db, ui.paths().reviews_db)
+past = reviews.decision_records()
 if not past:
     st.info("No decision recorded yet.")
     st.stop()
 st.dataframe(pd.DataFrame([{
     "#": d.id, "created (UTC)": d.record["created_at"][:19], "author": d.record["author"],
     "checkpoint": d.record["checkpoint_id"], "λ_safe": d.record["lambda_safe"], "λ_helpful": d.record["lambda_helpful"],
-    "judge": d.record["judge"], "violation": ui.pct(d.record["metrics"]["violation"]["rate"]),
-    "over-refusal": ui.pct(d.record["metrics"]["over_refusal"]["rate"]),
+    "judge": d.record["judge"],
+    "violation": layout.pct(d.record["metrics"]["violation"]["rate"]),
+    "over-refusal": layout.pct(d.record["metrics"]["over_refusal"]["rate"]),
     "integrity": "TAMPERED" if d.tampered else "verified"} for d in past]), hide_index=True, width="stretch")
 
 by_id = {d.id: d for d in past}
@@ -62,9 +60,9 @@ st.caption("Rationale")
 st.text(d.record["rationale"])
 st.caption(f"Rates of {d.record['checkpoint_id']} and of the baseline {d.record['baseline_id']}")
 rates = pd.DataFrame({"this checkpoint": d.record["metrics"], "baseline": d.record["baseline_metrics"]})
-st.dataframe(rates.loc[[k for k in decisions.HEADLINE if k in rates.index]].rename(index=lambda k: k.replace("_", " ") + " rate")
-             .map(lambda m: f"{ui.pct(m['rate'])} [{ui.pct(m['lo'])}–{ui.pct(m['hi'])}] ({m['k']}/{m['n']})"),
-             width="stretch")
+rates = rates.loc[[k for k in decisions.HEADLINE if k in rates.index]].rename(index=lambda k: k.replace("_", " ") + " rate")
+st.dataframe(rates.map(lambda m: f"{layout.pct(m['rate'])} [{layout.pct(m['lo'])}–{layout.pct(m['hi'])}] "
+                                 f"({m['k']}/{m['n']})"), width="stretch")
 with st.expander("Per-category table and sample flips (as frozen)"):
     st.dataframe(pd.DataFrame(d.record["categories"]), hide_index=True, width="stretch")
     st.dataframe(pd.DataFrame(d.record["flips"]), hide_index=True, width="stretch")

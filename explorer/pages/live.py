@@ -1,10 +1,11 @@
 """Live generation: one prompt, 1–4 checkpoints side by side, streamed and judged as they finish."""
 import streamlit as st
 
-from explorer import generate, ui
+from explorer import generate
 from explorer.config import ConfigError
+from explorer.ui import data, models, selection
 
-MAX_PROMPT_CHARS = 2000  # the model's context is the real limit (PromptTooLong); this keeps requests small
+MAX_LIVE_PROMPT_CHARS = 2000  # the model's context is the real limit (PromptTooLong); this keeps requests small
 LABEL_COLOURS = {"full_compliance": "green", "partial_refusal": "orange", "full_refusal": "red"}
 
 st.title("Live generation")
@@ -12,19 +13,20 @@ st.write("Ask your own question, or pick one from the test suites, and watch che
          "Each answer is labelled by the judges the moment it finishes. Answers are greedy (deterministic) and "
          "short, as in the evaluation.")
 
-options = ui.live_checkpoints()
+options = models.live_checkpoints()
 ids = list(options)
-chosen = st.multiselect("Checkpoints to compare (up to 4)", ids, default=ui.live_defaults(ids), max_selections=4,
+chosen = st.multiselect("Checkpoints to compare (up to 4)", ids, default=models.live_defaults(ids), max_selections=4,
                         format_func=options.get,
                         help="'base' is the untrained model; the others are the trained adapters found on disk.")
 mixes = {}  # in-between models: id → corner weights
-if len(grid := ui.live_grid()) > 1 and st.toggle("Add a model between trained points (interpolated)", key="live_interp"):
-    if picked := ui.live_mix(st, grid):
+grid = models.live_grid()
+if len(grid) > 1 and st.toggle("Add a model between trained points (interpolated)", key="live_interp"):
+    if picked := models.live_mix(st, grid):
         mixes[picked[0]] = picked[1]
         options[picked[0]] = f"{picked[0]} (interpolated)"
         chosen = [*chosen[:3], picked[0]]
 source = st.radio("Prompt", ["Type my own", "Pick one from a test suite"], horizontal=True)
-suite_prompts = ui.prompts() if source != "Type my own" else None
+suite_prompts = data.prompts(selection.current()) if source != "Type my own" else None
 if suite_prompts is not None and not suite_prompts.empty:
     kind = st.selectbox("Kind of prompt", sorted(suite_prompts["kind"].unique()))
     pool = suite_prompts[suite_prompts["kind"] == kind].set_index("id")
@@ -35,8 +37,9 @@ if suite_prompts is not None and not suite_prompts.empty:
 else:
     if suite_prompts is not None:
         st.info("No suite prompts in the store yet; type your own.")
-    prompt = st.text_area("Your prompt", max_chars=MAX_PROMPT_CHARS, placeholder="How do I kill a Python process?",
-                          help=f"At most {MAX_PROMPT_CHARS} characters.")
+    prompt = st.text_area("Your prompt", max_chars=MAX_LIVE_PROMPT_CHARS,
+                          placeholder="How do I kill a Python process?",
+                          help=f"At most {MAX_LIVE_PROMPT_CHARS} characters.")
 max_new = st.slider("Maximum length of each answer (tokens)", 16, 128, 48, 16)
 
 
@@ -51,15 +54,15 @@ if st.button("Generate", type="primary", disabled=not chosen):
     if not prompt:
         st.warning("Type a prompt first.")
         st.stop()
-    if len(prompt) > MAX_PROMPT_CHARS:
-        st.error(f"The prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}. Shorten it.")
+    if len(prompt) > MAX_LIVE_PROMPT_CHARS:
+        st.error(f"The prompt is {len(prompt)} characters; the limit is {MAX_LIVE_PROMPT_CHARS}. Shorten it.")
         st.stop()
     try:
-        engine = ui.engine(ui.paths().checkpoints)
+        engine = models.engine(data.paths().checkpoints)
     except ConfigError as e:
         st.error(f"Cannot load the models: {e}")
         st.stop()
-    judges, notes = ui.live_judges()
+    judges, notes = models.live_judges()
     results = []
     for col, cid in zip(st.columns(len(chosen)), chosen):
         col.markdown(f"**{options[cid]}**")
@@ -75,18 +78,12 @@ if st.button("Generate", type="primary", disabled=not chosen):
             box.error(f"{cid}: {e} (restart the app after the sweep adds checkpoints)")
             continue
         box.text(text.strip() or "(empty answer)")
-        verdicts = []
-        for judge in judges:
-            try:
-                v = judge.judge([prompt], [text.strip()])[0]
-                verdicts.append((judge.name, v.label, v.explanation))
-            except Exception as e:  # a judge's own model failing must not lose the answer
-                verdicts.append((judge.name, "unavailable", str(e)))
+        verdicts = models.verdicts(judges, prompt, text.strip())
         show_verdicts(col, verdicts)
         results.append((cid, text.strip(), verdicts))
     st.session_state["live"] = {"prompt": prompt, "results": results}
     faster = (" `make fast-live` builds llama.cpp for several times faster answers (bench/NOTES.md)."
-              if engine.backend == "PyTorch" else "")
+              if engine.kind is generate.Backend.TORCH else "")
     st.caption(f"Served by {engine.backend}.{faster}" + "".join(f" {n}." for n in notes))
 elif live := st.session_state.get("live"):
     st.caption("Last answers (generate again to refresh):")

@@ -1,26 +1,27 @@
 """Trade-off map: every checkpoint's violation vs over-refusal, the Pareto set, and the ε ceiling."""
 import streamlit as st
 
-from explorer import charts, metrics, ui
+from explorer import charts, metrics
+from explorer.ui import layout, selection, tables
 
 st.title("Trade-off map")
 st.write("Each point is one checkpoint: the same small model fine-tuned with a different balance between "
          "refusing harmful requests (λ_safe) and answering benign ones (λ_helpful). Down and to the left is better "
          "on both counts; no checkpoint gets there for free.")
-table = ui.require(ui.checkpoint_table())
-if len(views := ui.available_views(table)) > 1:
-    view = st.radio("Rates measured on", views, format_func=ui.PROMPT_VIEWS.get, horizontal=True,
+table = layout.require(selection.checkpoint_table())
+if len(views := tables.available_views(table)) > 1:
+    view = st.radio("Rates measured on", views, format_func=tables.PROMPT_VIEWS.get, horizontal=True,
                     help="Suites training never saw are the honest test: a model can look safe and helpful on "
                          "prompts like those it was trained on and worse on new ones (the Goodhart gap).")
-    table = ui.rates_on(table, view)
+    table = tables.rates_on(table, view)
 
 with st.expander("How to read this chart"):
-    st.markdown("\n\n".join([ui.EXPLAIN["violation"], ui.EXPLAIN["over_refusal"], ui.EXPLAIN["interval"],
+    st.markdown("\n\n".join([layout.EXPLAIN["violation"], layout.EXPLAIN["over_refusal"], layout.EXPLAIN["interval"],
                              "The thin bars through each point are those intervals. **Pareto-optimal** (red) "
                              "checkpoints are those no other checkpoint beats on both rates at once; the dashed "
                              "line joins them. The grey diamond is the untrained base model."]))
 
-epsilon = st.slider("Maximum acceptable violation rate (ε)", 0.0, 1.0, ui.DEFAULT_EPSILON, 0.01, format="%.2f",
+epsilon = st.slider("Maximum acceptable violation rate (ε)", 0.0, 1.0, selection.DEFAULT_EPSILON, 0.01, format="%.2f",
                     help="Checkpoints above this violation rate are ruled out (shaded region); among the rest we "
                          "pick the one that refuses the fewest benign prompts.")
 best = metrics.best_under_ceiling(table, epsilon)
@@ -29,10 +30,10 @@ if best is None:
 else:
     st.success(f"Most helpful checkpoint with violation rate ≤ {epsilon:.0%}: **{best['checkpoint_id']}** "
                f"(λ_safe {best['lambda_safe']:.3g}, λ_helpful {best['lambda_helpful']:.3g}) — violation "
-               f"{ui.pct(best['violation_rate'])}, over-refusal {ui.pct(best['over_refusal_rate'])}.")
+               f"{layout.pct(best['violation_rate'])}, over-refusal {layout.pct(best['over_refusal_rate'])}.")
 
 # the chart is built once per table; ε and the ringed checkpoint are its parameters, set per rerun
-ui.chart(charts.frontier, table, ui.DEFAULT_EPSILON, "",
+layout.chart(charts.frontier, table, selection.DEFAULT_EPSILON, "",
          params={"epsilon": epsilon, "best": "" if best is None else best["checkpoint_id"]})
 
 st.subheader("Each rate over the λ grid")
@@ -44,9 +45,9 @@ HEATMAPS = {"violation_rate": ("Violation rate", ".0%"), "over_refusal_rate": ("
             "general_refusal_rate": ("General refusal rate", ".0%"),
             "mean_nll": ("Capability loss (NLL)", ".2f")}
 metric = st.radio("Metric", list(HEATMAPS), format_func=lambda m: HEATMAPS[m][0], horizontal=True)
-if (grid := ui.grid_rows(table))[metric].notna().any():
-    ui.chart(charts.heatmap, grid, metric, *HEATMAPS[metric])
+if (grid := tables.grid_rows(table))[metric].notna().any():
+    layout.chart(charts.heatmap, grid, metric, *HEATMAPS[metric])
 else:
     st.info("This metric has not been computed for these checkpoints yet.")
 
-ui.raw_table(table)
+layout.raw_table(table)

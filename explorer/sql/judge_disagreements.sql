@@ -3,10 +3,9 @@
 with verdicts as (
     select g.checkpoint_id, g.prompt_id, g.response, j.judge, j.label
     from ev.generations g
-    join ev.checkpoints c on c.id = g.checkpoint_id and c.fingerprint = g.checkpoint_fp
-    join ev.judgments j
-      on j.checkpoint_fp = g.checkpoint_fp and j.prompt_id = g.prompt_id and j.gen_key = g.gen_key
-    join judge_version v on v.judge = j.judge and v.judge_version = j.judge_version
+    join judged j
+      on j.checkpoint_id = g.checkpoint_id and j.checkpoint_fp = g.checkpoint_fp and j.prompt_id = g.prompt_id
+     and j.gen_key = g.gen_key
     where g.gen_key = $gen_key
 ),
 disagree as (

@@ -15,14 +15,11 @@ complete as (
     having sum(n) = (select count(*) from ev.prompts where split = $split)
 ),
 overridden as (
-    -- each response a reviewer relabelled moves from the judge's label to the reviewer's
-    select c.id as checkpoint_id, p.suite, p.category, p.kind, j.label as judge_label, h.label as human_label
-    from human_override h
-    join ev.checkpoints c on c.id = h.checkpoint_id
-    join ev.prompts p on p.id = h.prompt_id and p.split = $split
-    join ev.judgments j on j.checkpoint_fp = c.fingerprint and j.prompt_id = h.prompt_id
-    join judge_version v on v.judge = j.judge and v.judge_version = j.judge_version
-    where $use_human and j.judge = $judge and j.gen_key = $gen_key and j.label <> h.label
+    -- each response a reviewer relabelled moves from the judge's label to the reviewer's (views.sql, labelled)
+    select j.checkpoint_id, p.suite, p.category, p.kind, j.judge_label, j.human_label
+    from labelled($use_human) j
+    join ev.prompts p on p.id = j.prompt_id and p.split = $split
+    where $use_human and j.judge = $judge and j.gen_key = $gen_key and j.human_label <> j.judge_label
 ),
 moved as (
     select checkpoint_id, suite, category, kind, label, n from counts

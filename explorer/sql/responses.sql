@@ -1,16 +1,12 @@
 -- Every judged response of two checkpoints on the split, side by side, each labelled by the judge, or
--- by its newest human label when $use_human is true. $prompt_ids (a list, or null for all) narrows the
--- prompts: the texts of the rows a page shows, or of the changed prompts flips.sql found.
+-- by its newest human label when $use_human is true (views.sql, labelled). $prompt_ids (a list, or null for
+-- all) narrows the prompts: the texts of the rows a page shows, or of the changed prompts flips.sql found.
 with pick as (
-    select g.checkpoint_id, g.prompt_id, g.response, j.label as judge_label,
-           case when $use_human and h.label is not null then h.label else j.label end as label
+    select g.checkpoint_id, g.prompt_id, g.response, j.judge_label, j.label
     from ev.generations g
-    join ev.checkpoints c on c.id = g.checkpoint_id and c.fingerprint = g.checkpoint_fp
-    join ev.judgments j
-      on j.checkpoint_fp = g.checkpoint_fp and j.prompt_id = g.prompt_id and j.gen_key = g.gen_key
-     and j.judge = $judge
-    join judge_version v on v.judge = j.judge and v.judge_version = j.judge_version
-    left join human_override h on h.checkpoint_id = g.checkpoint_id and h.prompt_id = g.prompt_id
+    join labelled($use_human) j
+      on j.checkpoint_id = g.checkpoint_id and j.checkpoint_fp = g.checkpoint_fp and j.prompt_id = g.prompt_id
+     and j.gen_key = g.gen_key and j.judge = $judge
     -- the fingerprints as constants let the scans skip every other checkpoint's row groups; the prompt
     -- ids narrow the scans too, before the texts are read
     where g.gen_key = $gen_key and g.checkpoint_id in ($a, $b)

@@ -42,9 +42,29 @@ select e.gen_key
 from ev.evaluations e, current_evaluation c
 where e.settings->>'greedy' = 'false' and e.settings->>'max_new_tokens' = c.settings->>'max_new_tokens';
 
--- Human overrides: the newest reviewer label of each response. Every query that lets human labels
--- override the judge reads them here.
+-- Human overrides: the newest reviewer label of each response (the one saved last when two share a
+-- timestamp), with who gave it. Every query that lets human labels override the judge reads them here.
 create or replace temp view human_override as
-select checkpoint_id, prompt_id, arg_max(label, created_at) as label
+select checkpoint_id, prompt_id, label, reviewer, created_at
 from rv.human_labels
-group by checkpoint_id, prompt_id;
+qualify row_number() over (partition by checkpoint_id, prompt_id order by created_at desc, id desc) = 1;
+
+-- Judged responses: every judgment at the version its judge is read at (judge_version), under its
+-- checkpoint's id (a fingerprint that several ids share, e.g. a bisection run that landed on a grid point,
+-- is judged once and read under each id). `label` is the judge's.
+create or replace temp view judged as
+select c.id as checkpoint_id, j.checkpoint_fp, j.prompt_id, j.gen_key, j.judge, j.judge_version, j.label
+from ev.judgments j
+join judge_version v on v.judge = j.judge and v.judge_version = j.judge_version
+join ev.checkpoints c on c.fingerprint = j.checkpoint_fp;
+
+-- The same with the response's human override (human_label, null when none) and the label read:
+-- `label` is the human label when use_human is true and there is one, else the judge's (judge_label).
+-- Every query that lets human labels override the judge reads them here, passing its $use_human; the
+-- others read `judged` (joining the overrides costs ~50 ms on a scan of every judgment).
+create or replace temp macro labelled(use_human) as table
+select j.checkpoint_id, j.checkpoint_fp, j.prompt_id, j.gen_key, j.judge, j.judge_version,
+       j.label as judge_label, h.label as human_label,
+       case when use_human and h.label is not null then h.label else j.label end as label
+from judged j
+left join human_override h on h.checkpoint_id = j.checkpoint_id and h.prompt_id = j.prompt_id;
