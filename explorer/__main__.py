@@ -62,25 +62,13 @@ def cmd_pairs(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .model import load_base
-    from .pairs import cached_pairs
-    from .suites import load_prompts
-    from dataclasses import asdict
+    from .sweep import train_point
 
-    from .checkpoints import is_finished, run_id, sweep_dir, variant_of
-    from .train import train_run
-
-    recipe = _recipe(args)
-    base = load_base(recipe.model, training=True)
-    ps = cached_pairs(base, load_prompts(), recipe)
-    loss = recipe.loss  # a variant's run carries its name ('s1-h0.1-hinge'), as in the sweep
-    out = Path(args.out) if args.out else sweep_dir(recipe.sweep.name) / run_id(loss.lambda_safe, loss.lambda_helpful,
-                                                                                 variant_of(asdict(loss)))
-    if is_finished(out, ps.fingerprint):
+    out, result = train_point(_recipe(args), Path(args.out) if args.out else None)
+    if result is None:
         print(f"{out}: already trained on these pairs (delete it to retrain)")
-        return 0
-    res = train_run(base, ps, recipe, out)
-    print(f"saved {res.directory} ({res.manifest['wall_time_s']['total']} s)")
+    else:
+        print(f"saved {result.directory} ({result.manifest['wall_time_s']['total']} s)")
     return 0
 
 

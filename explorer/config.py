@@ -320,13 +320,19 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _read_recipe_file(p: Path) -> dict[str, Any]:
+def require_file(p: Path, what: str, give: str, not_found: str) -> None:
+    """A ConfigError naming the problem when p is a directory, missing, or not a regular file."""
     if p.is_dir():
-        raise ConfigError(f"{p}: is a directory, not a recipe file; give a YAML file such as configs/default.yaml")
+        raise ConfigError(f"{p}: is a directory, not a {what}; give {give}")
     if not p.exists():
-        raise ConfigError(f"{p}: recipe file not found (see configs/ for examples)")
+        raise ConfigError(f"{p}: {not_found}")
     if not p.is_file():
-        raise ConfigError(f"{p}: is not a regular file; give a YAML recipe file such as configs/default.yaml")
+        raise ConfigError(f"{p}: is not a regular file; give {give}")
+
+
+def _read_recipe_file(p: Path) -> dict[str, Any]:
+    require_file(p, "recipe file", "a YAML recipe file such as configs/default.yaml",
+                 "recipe file not found (see configs/ for examples)")
     try:
         raw = _yaml(p.read_text(encoding="utf-8")) or {}
     except DuplicateKeyError as e:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from .atomic import atomic_file
 from .attacks import ATTACK_SPLIT, attack_rows, attack_targets
-from .config import ROOT, SAFE_NAME, ConfigError, package_file
+from .config import ROOT, SAFE_NAME, ConfigError, package_file, require_file
 from .spec import Spec, load_spec
 
 SUITES_DIR = ROOT / "data" / "suites"
@@ -244,12 +244,7 @@ def read_table(path: Path, required: list[str]) -> pd.DataFrame:
     Values keep their JSON types (a number stays a number, so callers can refuse it as prompt text);
     `df.attrs["where"]` names each row as the messages do ("row 3" in a CSV, "line 3" in a JSONL)."""
     path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, not a suite file; give a CSV, JSONL or JSON file")
-    if not path.exists():
-        raise ConfigError(f"{path}: file not found")
-    if not path.is_file():
-        raise ConfigError(f"{path}: is not a regular file; give a CSV, JSONL or JSON file")
+    require_file(path, "suite file", "a CSV, JSONL or JSON file", "file not found")
     try:
         raw = path.read_bytes()
     except OSError as e:

@@ -15,7 +15,7 @@ from typing import Callable
 
 from .atomic import write_text
 from .checkpoints import (CHECKPOINTS_ROOT, bisection_id, clean_partial, constrained_id, is_finished, read_manifest,
-                          run_id, save_copy, sweep_dir)
+                          run_id, save_copy, sweep_dir, variant_of)
 from .config import VARIANTS, ConfigError, Recipe
 
 
@@ -69,6 +69,27 @@ def run_sweep(recipe: Recipe, root: Path = CHECKPOINTS_ROOT, progress: bool = Tr
         bar.set_postfix(run=pt.run_id)
         train_missing(base, ps, pt.recipe(recipe), d, ref=ref, progress=progress)
     return dirs
+
+
+def train_point(recipe: Recipe, out: Path | None = None, root: Path = CHECKPOINTS_ROOT):
+    """`train`: one run at the recipe's λs, into `out` (default: its run id in the recipe's sweep folder; a
+    variant's run carries its name, 's1-h0.1-hinge', as in the sweep). Returns (directory, result),
+    the result (train.RunResult) None when a run finished on these pairs is there already (left as it is)."""
+    from dataclasses import asdict
+
+    from .model import load_base
+    from .pairs import cached_pairs
+    from .suites import load_prompts
+    from .train import train_run
+
+    loss = recipe.loss
+    out = out or sweep_dir(recipe.sweep.name, root) / run_id(loss.lambda_safe, loss.lambda_helpful,
+                                                            variant_of(asdict(loss)))
+    base = load_base(recipe.model, training=True)
+    ps = cached_pairs(base, load_prompts(), recipe)
+    if is_finished(out, ps.fingerprint):
+        return out, None
+    return out, train_run(base, ps, recipe, out)
 
 
 def train_missing(base, ps, recipe: Recipe, d: Path, ref: dict | None = None, progress: bool = True,

@@ -215,10 +215,13 @@ def test_unreadable_store_is_reported_not_crashed(app_env, monkeypatch, tmp_path
 
 
 class FakeEngine:
-    backend = "a fake engine"
+    """A live engine without a model: `stream` stands in for generation; `kind` is the backend it poses as."""
 
-    def __init__(self, stream):
-        self.stream = stream
+    def __init__(self, stream, kind=None):
+        from explorer.generate import Backend
+
+        self.stream, self.kind = stream, kind or Backend.LLAMACPP
+        self.backend = f"a fake {self.kind.label} engine"
 
 
 def test_live_generation_streams_and_judges(app_env, monkeypatch):
@@ -233,6 +236,19 @@ def test_live_generation_streams_and_judges(app_env, monkeypatch):
     assert not at.exception
     assert "I'm sorry, I can't help with that." in [t.value for t in at.text]
     assert any("keyword judge: full refusal" in m.value for m in at.markdown)  # st.badge renders as markdown
+    assert not any("make fast-live" in c.value for c in at.caption)  # already the fast backend
+
+
+def test_the_live_page_names_the_faster_backend_when_serving_with_pytorch(app_env, monkeypatch):
+    from explorer.generate import Backend
+    from explorer.ui import models
+
+    monkeypatch.setattr(models, "engine", lambda checkpoints: FakeEngine(lambda *a: iter(["Hello."]), Backend.TORCH))
+    at = open_page("live")
+    at.text_area[0].input("Say hello").run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("Served by a fake PyTorch engine" in c.value and "make fast-live" in c.value for c in at.caption)
 
 
 def test_live_generation_from_a_model_between_trained_points(app_env, monkeypatch):

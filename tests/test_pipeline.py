@@ -118,9 +118,13 @@ def test_sweep_killed_and_resumed_matches_uninterrupted(tiny_dir, tmp_path, refe
     base = load_base(tiny_recipe(tiny_dir).model, progress=False)
     infos = checkpoints.discover(root, base)  # only finished runs are discovered
     assert killed_run not in {i.id for i in infos}
+    finished = {i.id for i in infos if not i.is_base}
     rc, lines = _run("sweep", tiny_dir, tmp_path)
     assert rc == 0
-    assert not any(l.startswith("step") and l.split()[1] < killed_run for l in lines)  # finished runs skipped
+    # the rerun trains exactly what was unfinished (the killed run and those after it), whichever run was killed
+    every_run = {d.parent.name for d in (reference_sweep / "checkpoints" / "tiny").glob("*/manifest.json")}
+    assert {l.split()[1] for l in lines if l.startswith("step")} == every_run - finished
+    assert killed_run in every_run - finished
     assert _adapter_hashes(root) == _adapter_hashes(reference_sweep / "checkpoints" / "tiny")
     assert not list(root.glob(".*tmp*"))
 
