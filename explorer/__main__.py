@@ -108,9 +108,20 @@ def cmd_eval(args) -> int:
         print(line)
     if not plan.checkpoints:
         return 0
-    out = run_plan(plan, recipe)
+    out = run_plan(plan)
     print(f"evaluated {len(plan.checkpoints)} checkpoints × {out['what']}: {out['generated']} new generations, "
           f"{out['judged']} new judgments → {plan.db}")
+    return 0
+
+
+def cmd_import_family(args) -> int:
+    from .family import import_family
+
+    out = import_family(Path(args.directory), Path(args.family), name=args.name, link=args.link,
+                        allow_mixed_ranks=args.allow_mixed_ranks)
+    n = len([d for d in out.iterdir() if d.is_dir()])
+    print(f"imported {n} checkpoints into {out}; evaluate them with `python -m explorer eval --checkpoints {out} "
+          f"--db data/{out.name}.duckdb`")
     return 0
 
 
@@ -170,11 +181,19 @@ def cmd_compact(args) -> int:
 
 
 def cmd_app(args) -> int:
+    import os
     import subprocess
 
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", args.address,
            "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    return subprocess.call(cmd)
+    env = dict(os.environ)  # another store and its family: the dashboard reads where these point (ui/data.py)
+    for var, value in (("EXPLORER_DB", args.db), ("EXPLORER_CHECKPOINTS", args.checkpoints)):
+        if value:
+            if not Path(value).exists():
+                raise ConfigError(f"{value}: no such {'store' if var == 'EXPLORER_DB' else 'sweep directory'}; "
+                                  "evaluate the family first (python -m explorer eval --checkpoints DIR --db FILE)")
+            env[var] = str(Path(value).resolve())
+    return subprocess.call(cmd, env=env)
 
 
 def cmd_bench(args) -> int:
@@ -224,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", help="checkpoint root (default: checkpoints/)")
     _eval_options(command("eval", cmd_eval, "generate + judge every checkpoint on the test split (incremental)",
                           recipe=True, db=True))
+    s = command("import-family", cmd_import_family, "import checkpoints trained elsewhere with their knob values")
+    s.add_argument("directory", help="folder of checkpoint folders (PEFT LoRA adapters or full HF checkpoints)")
+    s.add_argument("--family", required=True, help="YAML or CSV: each folder's knob values and the base model")
+    s.add_argument("--name", help="the family's sweep name (default: the folder's name)")
+    s.add_argument("--link", action="store_true", help="link the weights instead of copying them")
+    s.add_argument("--allow-mixed-ranks", action="store_true", help="import adapters of different LoRA ranks")
     s = command("judges", cmd_judges, "score judges against the human labels (and --train the embedding judge)", db=True)
     s.add_argument("--train", action="store_true")
     s = command("report", cmd_report, "print the sweep's figures", db=True)
@@ -234,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default=None,
                    help="prompt set: test (default) or an imported suite's set, e.g. import:my_suite")
     command("compact", cmd_compact, "rewrite the evaluation store without free space (before committing it)", db=True)
-    s = command("app", cmd_app, "open the dashboard")
+    s = command("app", cmd_app, "open the dashboard", db=True)
+    s.add_argument("--checkpoints", help="the sweep directory its live view serves (default: checkpoints/<sweep>)")
     s.add_argument("--address", default="localhost", help="listen address (default localhost only)")
     s.add_argument("--port", type=int, default=8501)
     s = command("bench", cmd_bench, "run the benchmarks in bench/ and write bench/results.json")

@@ -58,6 +58,7 @@ def variant_of(loss: dict) -> str:
 
 def describe(manifest: dict, is_base: bool) -> dict:
     """kind (KINDS), the ε a constrained run was trained to and how (CONSTRAINT_METHODS), the variant name,
+    an imported checkpoint's knob values,
     how a blended model was blended (interpolate.METHODS), and whether a grid run lies on its sweep's axes
     (on_grid: a corner for interpolation; a run trained off them, e.g. a bisection probe, is not)."""
     recipe = manifest.get("recipe") or {}
@@ -68,6 +69,7 @@ def describe(manifest: dict, is_base: bool) -> dict:
     kind = ("base" if is_base else ("fidelity" if blend.get("held_out") else "interpolated") if blend
             else "constrained" if eps is not None else "variant" if variant else "grid")
     return {"kind": kind, "target_violation": eps, "variant": variant or None,
+            "knobs": manifest.get("knobs"),  # an imported family's swept knobs (family.py); None for ours
             "blend_method": blend["method"] if blend else None,
             "constraint_method": ("bisection" if "bisection" in manifest else "dual ascent") if kind == "constrained" else None,
             "on_grid": kind == "grid" and _on_axes(manifest, sweep)}
@@ -99,6 +101,11 @@ class CheckpointInfo:
     def is_base(self) -> bool:
         return self.id == BASE_ID
 
+    @property
+    def is_full(self) -> bool:
+        """A full fine-tune (imported): its own model, not an adapter on the shared base."""
+        return self.manifest.get("weights") == "full"
+
 
 # ---------------------------------------------------------------- provenance
 
@@ -122,11 +129,19 @@ def code_version() -> str:
 def adapter_digest(path: Path) -> str:
     """sha256 over tensor names, dtypes and bytes, in sorted order. Not the file's hash: safetensors
     writes its header metadata in hash-map order, so identical weights can give different files."""
+    return weights_digest([path])
+
+
+def weights_digest(paths: list[Path]) -> str:
+    """adapter_digest over several safetensors files (a sharded full checkpoint), one tensor at a time, so a
+    checkpoint of several GB is never in memory whole."""
     import torch
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     h = hashlib.sha256()
-    for name, tensor in sorted(load_file(str(path)).items()):
+    handles = [safe_open(str(p), framework="pt") for p in paths]
+    for name, f in sorted((name, f) for f in handles for name in f.keys()):
+        tensor = f.get_tensor(name)
         h.update(name.encode())
         h.update(str(tensor.dtype).encode())
         h.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
@@ -209,28 +224,43 @@ def clean_partial(directory: Path) -> list[Path]:
     return removed
 
 
-def validate_adapter(directory: Path, base_fingerprint: str) -> dict:
-    """Check an adapter directory before anything loads it; return its manifest."""
-    from safetensors import safe_open
+def weight_files(directory: Path, manifest: dict) -> list[Path]:
+    """The safetensors files a checkpoint's digest covers: its adapter, or a full checkpoint's shards."""
+    if manifest.get("weights") == "full":
+        return sorted(Path(directory).glob("*.safetensors"))
+    return [Path(directory) / ADAPTER_FILE]
 
-    mpath, apath = directory / MANIFEST_FILE, directory / ADAPTER_FILE
+
+def validate_adapter(directory: Path, base_fingerprint: str) -> dict:
+    """Check a checkpoint directory (an adapter, or an imported full checkpoint) before anything loads it;
+    return its manifest."""
+    mpath = directory / MANIFEST_FILE
     if not mpath.is_file():
         raise ConfigError(f"{directory}: no {MANIFEST_FILE} (an unfinished run?); rerun the sweep to complete it")
-    if not apath.is_file():
-        raise ConfigError(f"{directory}: adapter file {ADAPTER_FILE} is missing; rerun the sweep for this point")
     manifest = json.loads(mpath.read_text())
+    files = weight_files(directory, manifest)
+    if not files or not all(f.is_file() for f in files):
+        raise ConfigError(f"{directory}: weights missing ({', '.join(f.name for f in files) or '*.safetensors'}); "
+                          "rerun the sweep for this point, or import the family again")
     if manifest.get("base_fingerprint") != base_fingerprint:
         raise ConfigError(f"{directory}: adapter was trained on base {manifest.get('base_fingerprint')!r}, but the "
                           f"loaded base is {base_fingerprint!r}; use the matching base model or retrain")
-    try:
-        with safe_open(str(apath), framework="pt") as f:
-            list(f.keys())
-    except Exception as e:  # safetensors raises several types for truncated/corrupt headers
-        raise ConfigError(f"{apath}: corrupt or truncated safetensors ({e}); delete the run directory and rerun "
-                          "the sweep") from None
-    if manifest.get("adapter_sha256") and manifest["adapter_sha256"] != adapter_digest(apath):
-        raise ConfigError(f"{apath}: content does not match the manifest's sha256 (corrupt or altered); retrain it")
+    _check_readable(files)
+    if manifest.get("adapter_sha256") and manifest["adapter_sha256"] != weights_digest(files):
+        raise ConfigError(f"{files[0]}: content does not match the manifest's sha256 (corrupt or altered); retrain it")
     return manifest
+
+
+def _check_readable(files: list[Path]) -> None:
+    from safetensors import safe_open
+
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                list(f.keys())
+        except Exception as e:  # safetensors raises several types for truncated/corrupt headers
+            raise ConfigError(f"{path}: corrupt or truncated safetensors ({e}); delete the run directory and rerun "
+                              "the sweep") from None
 
 
 def manifests(sweep_root: Path) -> dict[str, dict]:
@@ -271,6 +301,14 @@ def run_info(directory: Path, manifest: dict) -> CheckpointInfo:
 def discover(sweep_root: Path, base) -> list[CheckpointInfo]:
     """The base model plus every finished run under sweep_root (a sweep directory)."""
     return [base_info(base.name, base.fingerprint), *(run_info(d, m) for d, m in finished_runs(sweep_root, base.fingerprint))]
+
+
+def imported_base(sweep_root: Path) -> str | None:
+    """The base model an imported family (family.py) names, None for a sweep trained here."""
+    for m in manifests(sweep_root).values():
+        if m.get("imported"):
+            return m["base_model"]
+    return None
 
 
 def model_config(sweep_root: Path) -> ModelConfig:

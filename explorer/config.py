@@ -202,7 +202,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-def _yaml(text: str) -> Any:
+def parse_yaml(text: str) -> Any:
+    """YAML with duplicate keys refused (DuplicateKeyError)."""
     return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
 
 
@@ -314,7 +315,7 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
         try:
-            out.setdefault(section, {})[name] = _yaml(value)
+            out.setdefault(section, {})[name] = parse_yaml(value)
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {item!r}: value is not valid YAML ({getattr(e, 'problem', e)})") from None
     return out
@@ -334,7 +335,7 @@ def _read_recipe_file(p: Path) -> dict[str, Any]:
     require_file(p, "recipe file", "a YAML recipe file such as configs/default.yaml",
                  "recipe file not found (see configs/ for examples)")
     try:
-        raw = _yaml(p.read_text(encoding="utf-8")) or {}
+        raw = parse_yaml(p.read_text(encoding="utf-8")) or {}
     except DuplicateKeyError as e:
         raise ConfigError(f"{p}: line {e.problem_mark.line + 1}: {e.problem}") from None
     except yaml.YAMLError as e:

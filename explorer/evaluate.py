@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import store
 from .checkpoints import CheckpointInfo
-from .config import ConfigError, Recipe
+from .config import ConfigError, ModelConfig, Recipe
 from .generate import activate, adapter_name, generate_many
 from .model import Base
 
@@ -56,7 +56,7 @@ def attach_adapters(base: Base, infos: list[CheckpointInfo]):
     """Wrap the base model once and load every adapter under its own name (switched, never reloaded)."""
     from peft import PeftModel
 
-    adapters = [i for i in infos if i.directory is not None]  # not the base, not blended ones
+    adapters = [i for i in infos if i.directory is not None and not i.is_full]  # not the base, blends, full models
     if not adapters:
         return base
     model = base.model
@@ -69,6 +69,20 @@ def attach_adapters(base: Base, infos: list[CheckpointInfo]):
             model.load_adapter(str(info.directory), adapter_name=adapter_name(info.id), is_trainable=False)
     model.eval()
     return dataclasses.replace(base, model=model)
+
+
+def point_at(engine: Base, info: CheckpointInfo) -> None:
+    """Make `engine` answer as `info`: switch to its adapter; a full checkpoint is an engine of its own
+    (full_engine), already itself."""
+    if not info.is_full:
+        activate(engine.model, info.id)
+
+
+def full_engine(info: CheckpointInfo, cfg: ModelConfig) -> Base:
+    """An imported full fine-tune, loaded as a model of its own with the base's settings (dtype, device)."""
+    from .model import load_base
+
+    return load_base(dataclasses.replace(cfg, base_model=str(info.directory)), progress=False)
 
 
 def register(infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe, db: Path | None = None,
@@ -122,7 +136,7 @@ def evaluate(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, r
         if not pending:
             continue
         bar.set_postfix(checkpoint=info.id)
-        activate(engine.model, info.id)
+        point_at(engine, info)
         for start in range(0, len(pending), chunk):
             part = pending[start:start + chunk]
             t0 = time.perf_counter()
@@ -274,7 +288,7 @@ def capability(engine: Base, infos: list[CheckpointInfo], recipe: Recipe, db: Pa
     for info in infos:
         if info.fingerprint in done:
             continue
-        activate(engine.model, info.id)
+        point_at(engine, info)
         nll, ntok = 0.0, 0
         with torch.inference_mode():
             for s in range(0, len(examples), 16):
@@ -335,7 +349,7 @@ def evaluate_sampled(engine: Base, infos: list[CheckpointInfo], prompts: pd.Data
                disable=not progress)
     new = 0
     for info in infos:
-        activate(engine.model, info.id)
+        point_at(engine, info)
         bar.set_postfix(checkpoint=info.id)
         for group in todo[info.id]:
             seed = int(hashlib.sha256(":".join([info.fingerprint, *group]).encode()).hexdigest()[:8], 16)

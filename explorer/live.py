@@ -70,7 +70,7 @@ def load(checkpoints: Path, cfg: ModelConfig, backend: str | None = None, progre
 
     if choose_backend(cfg, backend) is Backend.TORCH:
         base = load_base(cfg, progress=progress)
-        return TorchLive(attach_adapters(base, discover(checkpoints, base)))
+        return TorchLive(attach_adapters(base, discover(checkpoints, base)))  # full fine-tunes left out
     from transformers import AutoConfig, AutoTokenizer
 
     # llama.cpp and torch share one OpenMP runtime (both load libgomp.so.1). Once torch has started its
@@ -80,7 +80,8 @@ def load(checkpoints: Path, cfg: ModelConfig, backend: str | None = None, progre
     # view (the embedding judge on one answer) is tiny, so it runs on one thread there.
     torch.set_num_threads(1)
     path = provision(cfg, progress=progress)
-    adapters = {d.name: (d, m["adapter_sha256"]) for d, m in finished_runs(checkpoints, fingerprint_of(path))}
+    adapters = {d.name: (d, m["adapter_sha256"]) for d, m in finished_runs(checkpoints, fingerprint_of(path))
+                if m.get("weights") != "full"}  # the live view serves adapters (models.live_checkpoints)
     max_context = cfg.max_context or int(AutoConfig.from_pretrained(path).max_position_embeddings)
     return llamacpp.load_engine(find_gguf(), adapters, AutoTokenizer.from_pretrained(path), max_context,
                                 progress=progress)

@@ -90,6 +90,7 @@ class Blend:
 
 @dataclass(frozen=True, eq=False)
 class EvalPlan:
+    recipe: Recipe  # the request's, with an imported family's base model and sweep name
     prompts: pd.DataFrame
     checkpoints: list[CheckpointInfo]  # in evaluation order; for blends, the blended models
     judges: list
@@ -221,6 +222,7 @@ def plan_eval(req: EvalRequest, recipe: Recipe) -> EvalPlan:
     only = set(req.only)
     check_sweep_dir(root, bool(req.checkpoints), bool(only) and only <= {BASE_ID})
     check_only(root, only)
+    recipe = for_family(recipe, root)
     db = Path(req.db) if req.db else store.EVAL_DB
     pareto_sampling = req.sampled and not only and not req.blending  # a blend's corners need not be Pareto points
     order = pareto_ids(db) if pareto_sampling else sorted(only)
@@ -230,9 +232,12 @@ def plan_eval(req: EvalRequest, recipe: Recipe) -> EvalPlan:
     if pareto_sampling and (blended := [i for i in order if i not in {x.id for x in infos}]):
         notes.append(f"not sampled here, being blends of trained runs: {', '.join(blended)}; sample one with "
                      "`eval --interpolate LS,LH --sampled`")
-    plan = dict(prompts=prompts, judges=judges, mode=Mode.SAMPLED if req.sampled else Mode.GREEDY,
+    if req.launcher is Launcher.RAY and (full := [i.id for i in infos if i.is_full]):
+        raise ConfigError(f"--launcher ray serves adapters; {', '.join(full)} are full checkpoints: evaluate them "
+                          "with the local launcher (leave out --launcher)")
+    plan = dict(recipe=recipe, prompts=prompts, judges=judges, mode=Mode.SAMPLED if req.sampled else Mode.GREEDY,
                 launcher=req.launcher, db=db, base=base, imported=bool(req.suite_file), notes=notes)
-    blends = blends_of(req, infos, recipe, db)
+    blends = blends_of(req, [i for i in infos if not i.is_full], recipe, db)  # full fine-tunes do not blend
     if blends == []:
         notes.append(f"--densify {req.densify:g}: no step between neighbouring Pareto points is larger; nothing to add")
         return EvalPlan(checkpoints=[], **plan)
@@ -243,39 +248,70 @@ def plan_eval(req: EvalRequest, recipe: Recipe) -> EvalPlan:
     return EvalPlan(checkpoints=infos, **plan)
 
 
-def run_plan(plan: EvalPlan, recipe: Recipe) -> dict:
+def for_family(recipe: Recipe, root: Path) -> Recipe:
+    """The recipe for evaluating the sweep at `root`: an imported family (family.py) brings its own base
+    model and is stored under its own sweep name; a sweep trained here is evaluated as its recipe says."""
+    import dataclasses
+
+    from .checkpoints import imported_base
+
+    base = imported_base(root) if root.is_dir() else None
+    if base is None:
+        return recipe
+    return dataclasses.replace(recipe, model=dataclasses.replace(recipe.model, base_model=base),
+                               sweep=dataclasses.replace(recipe.sweep, name=root.name))
+
+
+def run_plan(plan: EvalPlan) -> dict:
     """Generate, judge and store what the plan covers (resumable: stored answers are skipped). Returns
     counts of new rows and a description of what was evaluated."""
-    from .evaluate import (attach_adapters, capability, evaluate, evaluate_ray, evaluate_sampled, register,
-                           sampled_prompt_set)
+    from .evaluate import evaluate_ray, register, sampled_prompt_set
 
+    recipe = plan.recipe
     # refuses prompts that would rewrite stored ones (then nothing is written)
     register(plan.checkpoints, plan.prompts, recipe, plan.db, imported=plan.imported)
-    engine = _engine(plan)
     if plan.mode is Mode.SAMPLED:
         prompts = sampled_prompt_set(plan.prompts, recipe.eval.sampled_prompts)
-        out = evaluate_sampled(engine, plan.checkpoints, prompts, recipe, plan.judges, plan.db)
-        return {**out, "what": f"{recipe.eval.samples} sampled answers × {len(prompts)} prompts"}
+        return {**_on_each_engine(plan, prompts), "what": f"{recipe.eval.samples} sampled answers × {len(prompts)} prompts"}
     if plan.launcher is Launcher.RAY:
         out = evaluate_ray(plan.base, plan.checkpoints, plan.prompts, recipe, plan.judges, plan.db)
-        engine = attach_adapters(plan.base, plan.checkpoints) if plan.scores_capability else None
-        what = f"{len(plan.prompts)} prompts (one Ray task per checkpoint)"
-    else:
-        out = evaluate(engine, plan.checkpoints, plan.prompts, recipe, plan.judges, plan.db)
-        what = f"{len(plan.prompts)} prompts"
-    if plan.scores_capability:
-        capability(engine, plan.checkpoints, recipe, plan.db)
-    return {**out, "what": what}
+        if plan.scores_capability:
+            _on_each_engine(plan, plan.prompts, generate=False)
+        return {**out, "what": f"{len(plan.prompts)} prompts (one Ray task per checkpoint)"}
+    return {**_on_each_engine(plan, plan.prompts), "what": f"{len(plan.prompts)} prompts"}
 
 
-def _engine(plan: EvalPlan):
-    """The base with the plan's adapters attached, switched by name (None for Ray: its tasks load their own).
-    Blends: their corners attached once, each blend made its own adapter."""
+def _on_each_engine(plan: EvalPlan, prompts: pd.DataFrame, generate: bool = True) -> dict:
+    """Answer (greedy or sampled) and score capability where the plan does, engine by engine: one for the
+    base and every adapter (switched by name), one of its own for each full checkpoint, loaded in turn."""
+    from .evaluate import capability, evaluate, evaluate_sampled, full_engine
+
+    recipe, counts = plan.recipe, {"generated": 0, "judged": 0}
+    shared = [i for i in plan.checkpoints if not i.is_full]
+    groups = [(lambda: _engine(plan, shared), shared),
+              *((lambda i=i: full_engine(i, recipe.model), [i]) for i in plan.checkpoints if i.is_full)]
+    for load, infos in groups:
+        if not infos:
+            continue
+        engine = load()
+        if generate:
+            run = evaluate_sampled if plan.mode is Mode.SAMPLED else evaluate
+            out = run(engine, infos, prompts, recipe, plan.judges, plan.db)
+            counts = {k: counts[k] + out[k] for k in counts}
+        if plan.scores_capability:
+            capability(engine, infos, recipe, plan.db)
+        del engine  # a full checkpoint's weights go before the next one loads
+    return counts
+
+
+def _engine(plan: EvalPlan, infos: list[CheckpointInfo]):
+    """The base with these adapters attached, switched by name. Blends: their corners attached once, each
+    blend made its own adapter."""
     from .evaluate import attach_adapters
     from .generate import adapter_name
 
     if not plan.blends:
-        return attach_adapters(plan.base, plan.checkpoints) if plan.launcher is Launcher.LOCAL else None
+        return attach_adapters(plan.base, infos)
     from .interpolate import blend
 
     engine = attach_adapters(plan.base, plan.corners)

@@ -98,7 +98,7 @@ def checkpoint_table(judge: str, db: Path | None = None, split: str = DEFAULT_SP
     df = cps.rename(columns={"id": "checkpoint_id"}).merge(rates, on="checkpoint_id", how="inner")
     kinds = [describe(json.loads(m) if m else {}, bool(b)) for m, b in zip(df["manifest"], df["is_base"])]
     for key, dtype in (("kind", object), ("target_violation", float), ("variant", object), ("blend_method", object),
-                       ("constraint_method", object), ("on_grid", bool)):
+                       ("constraint_method", object), ("on_grid", bool), ("knobs", object)):
         df[key] = pd.Series([k[key] for k in kinds], index=df.index, dtype=dtype)  # variant: None, never NaN
     df = df.drop(columns=["manifest"]).reset_index(drop=True)
     main = ~df["kind"].isin(OFF_MAIN_MAP)

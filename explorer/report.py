@@ -60,6 +60,7 @@ def build_report(judge: str | None = None, db: Path | None = None, split: str | 
             "general_refusal_ci": [_num(r.general_refusal_lo), _num(r.general_refusal_hi)],
             "capability_nll": _num(r.mean_nll), "pareto": bool(r.pareto),
             "n_harmful": int(r.n_harmful), "n_benign": int(r.n_benign), "n_general": int(r.n_general),
+            **({"knobs": r.knobs} if r.knobs else {}),  # an imported family's knob values
             **_split_rates(r._asdict())})
     jm = queries.judge_metrics(db)
     judges = [{"name": r.judge, "version": r.judge_version, "dataset": r.dataset, "agreement": _num(r.agreement),

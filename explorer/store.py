@@ -22,6 +22,7 @@ from typing import Iterator
 import duckdb
 import pandas as pd
 
+from .atomic import atomic_file
 from .config import ROOT, ConfigError
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -260,8 +261,6 @@ def compact(path: Path) -> tuple[int, int]:
     path = Path(path)
     if not path.is_file():
         raise StoreError(f"{path}: no store file to compact")
-    tmp = path.with_name(f".{path.name}.compact.tmp")
-    tmp.unlink(missing_ok=True)
     before = path.stat().st_size
     con = duckdb.connect(":memory:")
     try:
@@ -270,13 +269,12 @@ def compact(path: Path) -> tuple[int, int]:
         except duckdb.Error as e:
             raise StoreError(f"{path}: cannot compact now ({str(e).splitlines()[0]}); wait for the writer (an "
                              "evaluation?) to finish and retry") from None
-        con.execute("attach ? as compacted", [str(tmp)])
-        con.execute("copy from database source to compacted")
-        con.execute("detach compacted")
-        tmp.replace(path)
+        with atomic_file(path) as tmp:  # renamed onto the store while the lock is still held
+            con.execute("attach ? as compacted", [str(tmp)])
+            con.execute("copy from database source to compacted")
+            con.execute("detach compacted")
     finally:
         con.close()
-        tmp.unlink(missing_ok=True)
     return before, path.stat().st_size
 
 

@@ -148,3 +148,14 @@ def tiny_dir(tmp_path_factory):
     from tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def cli_refuses(capsys, *argv) -> str:
+    """Run the CLI on bad input: it must exit 2 with one line on stderr and no traceback. Returns that line."""
+    from explorer.__main__ import main
+
+    rc = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    return err

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from explorer import model
-from explorer.__main__ import main
 from explorer.suites import MAX_IMPORTED_PROMPT_CHARS, import_suite_file, load_prompts
+
+from conftest import cli_refuses
 
 
 @pytest.fixture(autouse=True)
@@ -17,13 +18,7 @@ def no_model(monkeypatch):
     monkeypatch.setattr(model, "load_base", load_base)
 
 
-def cli(capsys, *argv) -> str:
-    """Run the CLI; it must exit 2 with one line on stderr and no traceback. Returns that line."""
-    rc = main([str(a) for a in argv])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2, err
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-    return err
+cli = cli_refuses
 
 
 # ---- recipes

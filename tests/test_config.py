@@ -87,7 +87,7 @@ def test_sweep_names_that_are_plain_names_load():
 
 def test_yaml_merge_keys_may_override():
     # `<<: *base` followed by the same key is an intended override, not a duplicate
-    from explorer.config import _yaml
+    from explorer.config import parse_yaml as _yaml
 
     assert _yaml("a: &b {x: 1, y: 3}\nc:\n  <<: *b\n  x: 2\n")["c"] == {"x": 2, "y": 3}
 

@@ -41,3 +41,10 @@ def test_landing_verdict_is_computed_from_the_rates():
          "over_refusal_rate": 0.3}]}
     rows = {line.split(" | ")[1]: line for line in findings.constrained_section(rep, {}) if line.startswith("| 0.2 ")}
     assert "| no |" in rows["dual ascent"] and "| yes |" in rows["bisection"]
+
+
+def test_the_readme_fits_a_newcomer_and_links_what_moved_out():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme) < 8000, f"README.md is {len(readme)} characters; move detail to docs/ (the limit is 8,000)"
+    for link in ("docs/FINDINGS.md", "docs/METHODS.md", "docs/map.png"):
+        assert link in readme and (ROOT / link).is_file()

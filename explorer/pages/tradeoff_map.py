@@ -32,6 +32,10 @@ else:
                f"(λ_safe {best['lambda_safe']:.3g}, λ_helpful {best['lambda_helpful']:.3g}) — violation "
                f"{layout.pct(best['violation_rate'])}, over-refusal {layout.pct(best['over_refusal_rate'])}.")
 
+if not (knobs := tables.knob_table(table)).empty:
+    with st.expander("Knob values of this imported family"):
+        st.dataframe(knobs, hide_index=True, width="stretch")
+
 # the chart is built once per table; ε and the ringed checkpoint are its parameters, set per rerun
 layout.chart(charts.frontier, table, selection.DEFAULT_EPSILON, "",
          params={"epsilon": epsilon, "best": "" if best is None else best["checkpoint_id"]})

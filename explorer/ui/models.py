@@ -15,10 +15,11 @@ from . import data, layout, selection
 
 
 def live_checkpoints() -> dict[str, str]:
-    """checkpoint id → label, read from the manifests on disk (cheap; nothing is loaded)."""
+    """checkpoint id → label, read from the manifests on disk (cheap; nothing is loaded). Adapters only: the
+    live engines switch adapters on one base; an imported full fine-tune is a model of its own."""
     out = {BASE_ID: f"{BASE_ID} (untrained model)"}
     for cid, man in manifests(data.paths().checkpoints).items():
-        if "lambda_safe" in man and "lambda_helpful" in man:
+        if "lambda_safe" in man and "lambda_helpful" in man and man.get("weights") != "full":
             out[cid] = f"{cid} (λ_safe {trained_lambda_safe(man):.3g}, λ_helpful {man['lambda_helpful']:.3g})"
     return out
 
@@ -27,7 +28,7 @@ def live_grid() -> dict[tuple[float, float], str]:
     """(λ_safe, λ_helpful) → run id of the main grid's finished runs on its axes, on disk (manifests; nothing
     loaded): the corners a live blend is made of."""
     return {(m["lambda_safe"], m["lambda_helpful"]): cid for cid, m in manifests(data.paths().checkpoints).items()
-            if describe(m, False)["on_grid"]}
+            if describe(m, False)["on_grid"] and m.get("weights") != "full"}
 
 
 def live_mix(where, grid: dict[tuple[float, float], str]) -> tuple[str, dict[str, float]] | None:

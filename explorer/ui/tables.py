@@ -40,6 +40,13 @@ def rates_on(table: pd.DataFrame, prefix: str) -> pd.DataFrame:
     return view
 
 
+def knob_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Each imported checkpoint's knob values (family.py), one column per knob; empty for a sweep trained here."""
+    rows = [{"checkpoint": cid, **knobs} for cid, knobs in zip(table["checkpoint_id"], table["knobs"])
+            if isinstance(knobs, dict)]
+    return pd.DataFrame(rows)
+
+
 def nearest_grid_point(trained: pd.DataFrame, row: pd.Series) -> pd.Series:
     """The trained grid row nearest to `row`'s λs (a run trained to ε has its λ_safe off the grid)."""
     return trained.loc[((trained["lambda_safe"] - row["lambda_safe"]) ** 2
