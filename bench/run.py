@@ -1,7 +1,7 @@
 """Benchmarks: every figure a ratio against a baseline measured in the same run, on the same inputs (this
 machine is shared and noisy, so absolute times alone mean little).
 
-    python -m explorer bench [--only live switch eval sampled ui refcache memory interp]
+    python -m explorer bench [--only live switch eval sampled ui refcache memory interp engines]
 
 One module per bench (BENCHES: the name --only takes → the module under bench/). Each has `measure() ->
 dict`, the keys it adds to the results, and `TARGETS`, the figures it is judged by. Each runs in a fresh
@@ -17,7 +17,7 @@ import sys
 from bench.common import RESULTS, ROOT, in_child, write_results
 
 BENCHES = {"live": "live", "switch": "switch", "eval": "eval_throughput", "sampled": "sampled", "ui": "ui",
-           "refcache": "refcache", "memory": "memory", "interp": "interp"}
+           "refcache": "refcache", "memory": "memory", "interp": "interp", "engines": "eval_engine"}
 
 
 def targets() -> dict[str, str]:

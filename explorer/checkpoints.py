@@ -239,9 +239,10 @@ def validate_adapter(directory: Path, base_fingerprint: str) -> dict:
         raise ConfigError(f"{directory}: no {MANIFEST_FILE} (an unfinished run?); rerun the sweep to complete it")
     manifest = json.loads(mpath.read_text())
     files = weight_files(directory, manifest)
+    if manifest.get("weights") != "full" and not files[0].is_file():
+        raise ConfigError(f"{directory}: adapter file {ADAPTER_FILE} is missing; rerun the sweep for this point")
     if not files or not all(f.is_file() for f in files):
-        raise ConfigError(f"{directory}: weights missing ({', '.join(f.name for f in files) or '*.safetensors'}); "
-                          "rerun the sweep for this point, or import the family again")
+        raise ConfigError(f"{directory}: weights missing (*.safetensors); import the family again")
     if manifest.get("base_fingerprint") != base_fingerprint:
         raise ConfigError(f"{directory}: adapter was trained on base {manifest.get('base_fingerprint')!r}, but the "
                           f"loaded base is {base_fingerprint!r}; use the matching base model or retrain")

@@ -123,6 +123,8 @@ class EvalConfig:
     samples: int = field(default=8, metadata={"help": "k sampled answers per prompt (eval --sampled)"})
     sampled_prompts: int = field(default=100, metadata={"help": "harmful and as many benign test prompts sampled"})
     temperature: float = field(default=1.0, metadata={"help": "T of the sampled answers; 1 = the model's p_θ"})
+    engine: str = field(default="hf", metadata={
+        "help": "hf (transformers, one adapter at a time) | vllm (every adapter in one engine; `make vllm`)"})
     fidelity_lambda_safe: tuple[float, ...] = field(default=(2.0,), metadata={
         "help": "grid rows held out by eval --fidelity: each point blended from the rows beside it"})
 
@@ -302,6 +304,8 @@ def _check(recipe: Recipe, from_set: set[str]) -> None:
         raise bad("model.dtype", "must be one of auto, float32, bfloat16, float16")
     if recipe.model.device not in ("auto", "cpu", "cuda"):
         raise bad("model.device", "must be one of auto, cpu, cuda")
+    if recipe.eval.engine not in ("hf", "vllm"):
+        raise bad("eval.engine", f"must be 'hf' or 'vllm', got {recipe.eval.engine!r}")
     if recipe.eval.primary_judge not in recipe.eval.judges:
         raise bad("eval.primary_judge", f"must be one of eval.judges {list(recipe.eval.judges)}")
 

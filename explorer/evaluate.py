@@ -25,8 +25,10 @@ from .model import Base
 
 def generation_settings(recipe: Recipe) -> dict:
     """What decides a response besides the checkpoint and the prompt: greedy decoding, the length cap,
-    no system prompt beyond the chat template's."""
-    return {"greedy": True, "max_new_tokens": recipe.eval.max_new_tokens, "system": None}
+    no system prompt beyond the chat template's, and the engine where it is not the HF one (other kernels
+    can break a near-tie otherwise: bench/NOTES.md gives how often the two engines' answers agree)."""
+    settings = {"greedy": True, "max_new_tokens": recipe.eval.max_new_tokens, "system": None}
+    return settings if recipe.eval.engine == "hf" else {**settings, "engine": recipe.eval.engine}
 
 
 def gen_key(recipe: Recipe) -> str:
@@ -151,6 +153,37 @@ def evaluate(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, r
     bar.close()
     new_judged += judge_missing(judges, db, progress)
     return {"generated": new_gen, "judged": new_judged}
+
+
+def evaluate_vllm(engine, infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe, judges: list,
+                  db: Path | None = None, progress: bool = True) -> dict:
+    """`eval.engine: vllm`: what is missing, for every checkpoint at once: each call to the engine mixes the
+    prompts of several adapters in one batch; each call's answers are judged and committed together."""
+    from tqdm.auto import tqdm
+
+    from .vllm_engine import served_as
+
+    key = gen_key(recipe)
+    ids, text = prompts["id"].tolist(), dict(zip(prompts["id"], prompts["text"]))
+    with store.reader(db) as con:
+        todo = [(i, p) for i in infos for p in missing_prompts(con, i.fingerprint, key, ids)]
+    chunk = VLLM_CALL_REQUESTS
+    bar = tqdm(total=len(todo), desc="eval (vllm): generating", disable=not progress)
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
+        outs = engine.answers([served_as(engine, i) for i, _ in part],
+                              [text[p] for _, p in part], recipe.eval.max_new_tokens)
+        rows = pd.DataFrame({"checkpoint_fp": [i.fingerprint for i, _ in part],
+                             "checkpoint_id": [i.id for i, _ in part], "prompt_id": [p for _, p in part],
+                             "gen_key": key, "response": [o[0].response for o in outs],
+                             "n_tokens": [o[0].n_tokens for o in outs], "seconds": [o[0].seconds for o in outs]})
+        commit_judged(rows, [text[p] for _, p in part], judges, db)
+        bar.update(len(part))
+    bar.close()
+    return {"generated": len(todo), "judged": len(todo) * len(judges) + judge_missing(judges, db, progress)}
+
+
+VLLM_CALL_REQUESTS = 256  # requests per engine call: a batch across adapters, and the commit's size
 
 
 def evaluate_ray(base: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, recipe: Recipe, judges: list,

@@ -109,6 +109,18 @@ class EvalPlan:
         return self.mode is Mode.GREEDY and not self.imported and not self.blends
 
 
+def check_engine(req: EvalRequest, recipe: Recipe) -> None:
+    """What the vLLM engine does here: greedy answers of trained checkpoints, on the local launcher."""
+    if recipe.eval.engine != "vllm":
+        return
+    if req.sampled or req.blending or req.launcher is Launcher.RAY:
+        raise ConfigError("eval.engine vllm evaluates greedy answers of trained checkpoints with the local launcher; "
+                          "for --sampled, blends and --launcher ray use eval.engine hf (--set eval.engine=hf)")
+    from .vllm_engine import vllm_python
+
+    vllm_python()  # its environment exists, before the model loads
+
+
 def check_options(req: EvalRequest) -> None:
     """Options that contradict each other, named with the fix."""
     if req.sampled and req.suite_file:
@@ -216,6 +228,7 @@ def plan_eval(req: EvalRequest, recipe: Recipe) -> EvalPlan:
     from .model import load_base
 
     check_options(req)
+    check_engine(req, recipe)
     prompts, notes = select_prompts(req, recipe)
     judges = [get_judge(n) for n in (req.judges or recipe.eval.judges)]
     root = Path(req.checkpoints) if req.checkpoints else sweep_dir(recipe.sweep.name)
@@ -290,6 +303,9 @@ def _on_each_engine(plan: EvalPlan, prompts: pd.DataFrame, generate: bool = True
     shared = [i for i in plan.checkpoints if not i.is_full]
     groups = [(lambda: _engine(plan, shared), shared),
               *((lambda i=i: full_engine(i, recipe.model), [i]) for i in plan.checkpoints if i.is_full)]
+    if generate and recipe.eval.engine == "vllm":
+        counts = _with_vllm(plan, prompts)
+        generate = False  # the HF engines below only score capability
     for load, infos in groups:
         if not infos:
             continue
@@ -301,6 +317,26 @@ def _on_each_engine(plan: EvalPlan, prompts: pd.DataFrame, generate: bool = True
         if plan.scores_capability:
             capability(engine, infos, recipe, plan.db)
         del engine  # a full checkpoint's weights go before the next one loads
+    return counts
+
+
+def _with_vllm(plan: EvalPlan, prompts: pd.DataFrame) -> dict:
+    """The base and every adapter answered by one vLLM worker (vllm_engine.py); each full checkpoint by a
+    worker of its own, in turn."""
+    from .evaluate import evaluate_vllm
+    from .model import pick_dtype, provision
+    from .vllm_engine import start
+
+    recipe, counts = plan.recipe, {"generated": 0, "judged": 0}
+    dtype = str(pick_dtype(recipe.model, plan.base.device, False)).removeprefix("torch.")
+    shared = [i for i in plan.checkpoints if not i.is_full]
+    groups = [(provision(recipe.model, progress=False), shared),
+              *((i.directory, [i]) for i in plan.checkpoints if i.is_full)]
+    for model_dir, infos in groups:
+        if infos:
+            with start(plan.base, model_dir, infos, dtype) as engine:
+                out = evaluate_vllm(engine, infos, prompts, recipe, plan.judges, plan.db)
+            counts = {k: counts[k] + out[k] for k in counts}
     return counts
 
 

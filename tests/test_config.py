@@ -153,12 +153,12 @@ def test_variants_are_trained_at_their_own_points():
     assert (flat.loss.preference, flat.loss.severity_weighting) == ("dpo", False)
     assert describe({"recipe": hinge.to_dict()}, False) == {"kind": "variant", "target_violation": None, "variant": "hinge",
                                                               "blend_method": None, "constraint_method": None,
-                                                              "on_grid": False}
+                                                              "on_grid": False, "knobs": None}
     assert describe({"recipe": points[0].recipe(recipe).to_dict()}, False)["kind"] == "grid"
     eps = load_recipe(None, {"sweep": {"target_violation": 0.2}})
     assert describe({"recipe": eps.to_dict()}, False) == {"kind": "constrained", "target_violation": 0.2, "variant": None,
                                                            "blend_method": None, "constraint_method": "dual ascent",
-                                                           "on_grid": False}
+                                                           "on_grid": False, "knobs": None}
     assert describe({}, True)["kind"] == "base"
 
 

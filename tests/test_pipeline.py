@@ -284,7 +284,7 @@ def test_a_constrained_run_records_its_dual_ascent_and_is_not_trained_twice(tiny
         assert t["lambda_safe"] == pytest.approx(math.exp(log_lam))
     assert m["final_lambda_safe"] == pytest.approx(traj[-1]["lambda_safe"])
     assert describe(m, False) == {"kind": "constrained", "target_violation": 0.3, "variant": None, "blend_method": None,
-                                  "constraint_method": "dual ascent", "on_grid": False}
+                                  "constraint_method": "dual ascent", "on_grid": False, "knobs": None}
     assert run_info(out, m).lambda_safe == pytest.approx(m["final_lambda_safe"])  # the multiplier it found, not 1
     mtime = (out / "manifest.json").stat().st_mtime_ns
     assert run_constrained(recipe, root=tmp_path / "checkpoints", progress=False) == out

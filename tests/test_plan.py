@@ -96,3 +96,12 @@ def test_sampling_named_checkpoints_and_an_imported_suite(tiny_sweep, tmp_path):
                               columns="text=prompt,category=category,label=label"), recipe)
     assert p.imported and not p.scores_capability and len(p.prompts) == 2
     assert any("evaluated as their own set" in n for n in p.notes)
+
+
+def test_the_vllm_engine_takes_greedy_answers_of_trained_checkpoints_only(tiny_dir):
+    recipe = tiny_recipe(tiny_dir, eval={"engine": "vllm"})
+    for req in (EvalRequest(sampled=True), EvalRequest(interpolate=(0.5, 0)), EvalRequest(launcher=Launcher.RAY)):
+        with pytest.raises(ConfigError, match="eval.engine vllm evaluates greedy answers"):
+            plan_eval(req, recipe)
+    with pytest.raises(ConfigError, match="must be 'hf' or 'vllm'"):
+        tiny_recipe(tiny_dir, eval={"engine": "tgi"})

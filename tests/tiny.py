@@ -13,14 +13,15 @@ from explorer.model import ModelConfig, provision
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 
 
-def make_tiny_model(directory: Path, seed: int = 0) -> Path:
+def make_tiny_model(directory: Path, seed: int = 0, head_dim: int = 16) -> Path:
+    """head_dim 16 keeps it smallest; vLLM's CPU attention kernels take head dimensions from 32 up."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     directory = Path(directory)
     if (directory / "config.json").is_file():
         return directory
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=49152, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    cfg = LlamaConfig(vocab_size=49152, hidden_size=2 * head_dim, intermediate_size=4 * head_dim, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
                       tie_word_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=2)
     model = LlamaForCausalLM(cfg)
