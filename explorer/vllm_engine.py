@@ -25,7 +25,6 @@ from .model import Base, chat_prompt
 VLLM_PYTHON_ENV = "EXPLORER_VLLM_PYTHON"
 VLLM_VENV = ROOT / ".venv-vllm"
 WORKER = Path(__file__).resolve().parent / "vllm_worker.py"  # runs with vLLM's Python, never imported here
-START_TIMEOUT_S = 600  # loading the model and profiling memory takes minutes on a CPU
 
 
 def vllm_python() -> Path:
@@ -48,13 +47,14 @@ class VllmEngine:
                                      stderr=self._err, text=True, cwd=ROOT)
         config = {"model": str(model_dir), "adapters": {k: str(v) for k, v in adapters.items()}, "dtype": dtype,
                   "max_lora_rank": served_rank(max_lora_rank), "max_model_len": base.max_context}
-        self.ready = self._ask(config, START_TIMEOUT_S)
-    def _ask(self, message: dict, timeout: float | None = None) -> dict:
+        self.ready = self._ask(config)  # loading and profiling take a minute or two on a CPU
+
+    def _ask(self, message: dict) -> dict:
         self.proc.stdin.write(json.dumps(message) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            self.proc.wait(timeout=timeout)
+            self.proc.wait()
             tail = self.log.read_text(errors="replace")[-2000:]
             raise ConfigError(f"the vLLM worker stopped (exit {self.proc.returncode}); its log {self.log} ends: "
                               f"{' | '.join(tail.strip().splitlines()[-3:])}")
