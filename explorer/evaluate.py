@@ -144,9 +144,7 @@ def evaluate(engine: Base, infos: list[CheckpointInfo], prompts: pd.DataFrame, r
             t0 = time.perf_counter()
             outs = generate_many(engine, [text[p] for p in part], recipe.eval.max_new_tokens,
                                  batch_size=recipe.eval.batch_size, progress=bar)
-            rows = pd.DataFrame({"checkpoint_fp": info.fingerprint, "checkpoint_id": info.id, "prompt_id": part,
-                                 "gen_key": key, "response": [g.response for g in outs],
-                                 "n_tokens": [g.n_tokens for g in outs], "seconds": [g.seconds for g in outs]})
+            rows = generation_rows([(info, p) for p in part], key, outs)
             new_judged += commit_judged(rows, [text[p] for p in part], judges, db)
             new_gen += len(part)
             bar.set_postfix(checkpoint=info.id, s_per_prompt=f"{(time.perf_counter() - t0) / len(part):.2f}")
@@ -167,20 +165,16 @@ def evaluate_vllm(engine, infos: list[CheckpointInfo], prompts: pd.DataFrame, re
     ids, text = prompts["id"].tolist(), dict(zip(prompts["id"], prompts["text"]))
     with store.reader(db) as con:
         todo = [(i, p) for i in infos for p in missing_prompts(con, i.fingerprint, key, ids)]
-    chunk = VLLM_CALL_REQUESTS
+    chunk, judged = VLLM_CALL_REQUESTS, 0
     bar = tqdm(total=len(todo), desc="eval (vllm): generating", disable=not progress)
     for start in range(0, len(todo), chunk):
         part = todo[start:start + chunk]
         outs = engine.answers([served_as(engine, i) for i, _ in part],
                               [text[p] for _, p in part], recipe.eval.max_new_tokens)
-        rows = pd.DataFrame({"checkpoint_fp": [i.fingerprint for i, _ in part],
-                             "checkpoint_id": [i.id for i, _ in part], "prompt_id": [p for _, p in part],
-                             "gen_key": key, "response": [o[0].response for o in outs],
-                             "n_tokens": [o[0].n_tokens for o in outs], "seconds": [o[0].seconds for o in outs]})
-        commit_judged(rows, [text[p] for _, p in part], judges, db)
+        judged += commit_judged(generation_rows(part, key, [o[0] for o in outs]), [text[p] for _, p in part], judges, db)
         bar.update(len(part))
     bar.close()
-    return {"generated": len(todo), "judged": len(todo) * len(judges) + judge_missing(judges, db, progress)}
+    return {"generated": len(todo), "judged": judged + judge_missing(judges, db, progress)}
 
 
 VLLM_CALL_REQUESTS = 256  # requests per engine call: a batch across adapters, and the commit's size
@@ -248,6 +242,13 @@ def _ray_generate(recipe_dict: dict, adapter_dir: str, checkpoint_id: str, texts
             for g in generate_many(engine, texts[s:s + chunk], recipe.eval.max_new_tokens,
                                    batch_size=recipe.eval.batch_size)]
     return [{"response": g.response, "n_tokens": g.n_tokens, "seconds": g.seconds} for g in outs]
+
+
+def generation_rows(pairs: list[tuple[CheckpointInfo, str]], key: str, gens: list) -> pd.DataFrame:
+    """The generations table's rows of one commit: each (checkpoint, prompt id) pair's answer."""
+    return pd.DataFrame({"checkpoint_fp": [i.fingerprint for i, _ in pairs], "checkpoint_id": [i.id for i, _ in pairs],
+                         "prompt_id": [p for _, p in pairs], "gen_key": key, "response": [g.response for g in gens],
+                         "n_tokens": [g.n_tokens for g in gens], "seconds": [g.seconds for g in gens]})
 
 
 def commit_judged(rows: pd.DataFrame, prompt_texts: list[str], judges: list, db: Path | None) -> int:

@@ -154,7 +154,8 @@ def check_family(directory: Path, spec: FamilySpec, allow_mixed_ranks: bool = Fa
         raise ConfigError(f"{directory}: no such directory; give the folder that holds one folder per checkpoint")
     _check_distinct(spec)
     base_dir = _base_dir(spec.base_model)
-    checked = [_check_member(directory / m.folder, m, base_dir) for m in spec.members]
+    base = BaseShape(base_dir, json.loads((base_dir / MODEL_CONFIG).read_text()), _linear_shapes(base_dir))
+    checked = [_check_member(directory / m.folder, m, base) for m in spec.members]
     ranks = {c.member.folder: c.lora_rank for c in checked if c.lora_rank is not None}
     if len(set(ranks.values())) > 1 and not allow_mixed_ranks:
         shown = ", ".join(f"{f}: r={r}" for f, r in sorted(ranks.items()))
@@ -190,35 +191,43 @@ def _base_dir(base_model: str) -> Path:
     return path
 
 
-def _check_member(folder: Path, member: Member, base_dir: Path) -> Checked:
+@dataclass(frozen=True)
+class BaseShape:
+    """What every member is checked against, read once: the base's directory, config and linear layers."""
+    directory: Path
+    config: dict
+    linear: dict[str, tuple[int, int]] = field(repr=False)  # layer → (out, in) features
+
+
+def _check_member(folder: Path, member: Member, base: BaseShape) -> Checked:
     if not folder.is_dir():
         raise ConfigError(f"{folder}: no such folder (listed in the family file as {member.folder!r})")
     if (folder / ADAPTER_CONFIG).is_file():
-        return _check_adapter(folder, member, base_dir)
+        return _check_adapter(folder, member, base)
     weights = sorted(folder.glob("*.safetensors"))
     if (folder / MODEL_CONFIG).is_file() and weights:
-        return _check_full(folder, member, base_dir, weights)
+        return _check_full(folder, member, base, weights)
     raise ConfigError(f"{folder}: no weights: expected a PEFT adapter ({ADAPTER_CONFIG} + {ADAPTER_FILE}) or a "
                       f"full checkpoint ({MODEL_CONFIG} + *.safetensors)")
 
 
-def _check_adapter(folder: Path, member: Member, base_dir: Path) -> Checked:
+def _check_adapter(folder: Path, member: Member, base: BaseShape) -> Checked:
     weights = folder / ADAPTER_FILE
     if not weights.is_file():
         raise ConfigError(f"{folder}: {ADAPTER_CONFIG} but no {ADAPTER_FILE}; save the adapter with safetensors")
     config = json.loads((folder / ADAPTER_CONFIG).read_text())
     if config.get("peft_type", "LORA") != "LORA":
         raise ConfigError(f"{folder}: a {config.get('peft_type')} adapter; only LoRA adapters can be imported")
-    _check_lora_shapes(folder, weights, base_dir)
+    _check_lora_shapes(folder, weights, base)
     return Checked(member, folder, "adapter", (folder / ADAPTER_CONFIG, weights), lora_rank=int(config.get("r", 0)),
                    digest=weights_digest([weights]))
 
 
-def _check_lora_shapes(folder: Path, weights: Path, base_dir: Path) -> None:
+def _check_lora_shapes(folder: Path, weights: Path, base: BaseShape) -> None:
     """Every LoRA factor fits the base's layer it adapts (an adapter of another base does not)."""
     from safetensors import safe_open
 
-    linear = _linear_shapes(base_dir)
+    linear, base_dir = base.linear, base.directory
     with safe_open(str(weights), framework="pt") as f:
         for key in f.keys():
             m = re.match(r"^base_model\.model\.(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$", key)
@@ -246,10 +255,10 @@ def _linear_shapes(base_dir: Path) -> dict[str, tuple[int, int]]:
             if isinstance(mod, torch.nn.Linear)}
 
 
-def _check_full(folder: Path, member: Member, base_dir: Path, weights: list[Path]) -> Checked:
-    mine, base = (json.loads((d / MODEL_CONFIG).read_text()) for d in (folder, base_dir))
-    if differ := [k for k in ARCHITECTURE_FIELDS if mine.get(k) != base.get(k)]:
-        shown = ", ".join(f"{k} {mine.get(k)!r} vs {base.get(k)!r}" for k in differ)
+def _check_full(folder: Path, member: Member, base: BaseShape, weights: list[Path]) -> Checked:
+    mine, base_dir = json.loads((folder / MODEL_CONFIG).read_text()), base.directory
+    if differ := [k for k in ARCHITECTURE_FIELDS if mine.get(k) != base.config.get(k)]:
+        shown = ", ".join(f"{k} {mine.get(k)!r} vs {base.config.get(k)!r}" for k in differ)
         raise ConfigError(f"{folder}: a full checkpoint of another architecture than the base ({shown}); a family's "
                           "checkpoints must all be fine-tunes of the one base_model")
     own = [p for p in folder.iterdir() if p.is_file() and (p.name in TOKENIZER_FILES or p.name == MODEL_CONFIG)]
@@ -279,6 +288,8 @@ def member_ids(checked: list[Checked]) -> list[str]:
 def import_family(directory: Path, family_file: Path, name: str | None = None, link: bool = False,
                   allow_mixed_ranks: bool = False, root: Path | None = None) -> Path:
     """Check the family, then write <root>/<name>/ whole (root: checkpoints/). Returns its directory."""
+    from .model import fingerprint_of, provision
+
     directory, family_file = Path(directory).resolve(), Path(family_file)
     name = name or directory.name
     if not SAFE_NAME.match(name):
@@ -290,21 +301,21 @@ def import_family(directory: Path, family_file: Path, name: str | None = None, l
     checked = check_family(directory, spec, allow_mixed_ranks)
     ids = member_ids(checked)
     axes = {k: sorted({c.member.knobs[k] for c in checked}) for k in LAMBDAS}
+    base_fp = fingerprint_of(provision(ModelConfig(base_model=spec.base_model), progress=False))
     with atomic_directory(out) as tmp:
         for c, rid in zip(checked, ids):
-            manifest = _manifest(c, rid, spec, name, axes, family_file, link)
+            manifest = _manifest(c, rid, spec, name, axes, family_file, link, base_fp)
             _write_member(tmp / rid, c, manifest, link)
     return out
 
 
-def _manifest(c: Checked, rid: str, spec: FamilySpec, name: str, axes: dict, family_file: Path, link: bool) -> dict:
-    from .model import fingerprint_of, provision
-
+def _manifest(c: Checked, rid: str, spec: FamilySpec, name: str, axes: dict, family_file: Path, link: bool,
+              base_fingerprint: str) -> dict:
     knobs = c.member.knobs
     return {"run_id": rid, "lambda_safe": knobs["lambda_safe"], "lambda_helpful": knobs["lambda_helpful"],
             "knobs": knobs, "weights": c.weights, "lora_rank": c.lora_rank, "adapter_sha256": c.digest,
             "base_model": spec.base_model,
-            "base_fingerprint": fingerprint_of(provision(ModelConfig(base_model=spec.base_model), progress=False)),
+            "base_fingerprint": base_fingerprint,
             "recipe": {"model": {"base_model": spec.base_model}, "sweep": {"name": name, **axes}},
             "imported": {"source": str(c.source), "family_file": str(family_file.resolve()),
                          "files": "linked" if link else "copied", "target_violation": spec.target_violation,

@@ -294,26 +294,33 @@ def run_plan(plan: EvalPlan) -> dict:
     return {**_on_each_engine(plan, plan.prompts), "what": f"{len(plan.prompts)} prompts"}
 
 
+def model_groups(plan: EvalPlan) -> list[tuple[Path | None, list[CheckpointInfo]]]:
+    """The checkpoints by the model that serves them: None, the base (with every adapter, switched by name),
+    then each full checkpoint's own directory; a group with no checkpoint is left out."""
+    shared = [i for i in plan.checkpoints if not i.is_full]
+    groups = [(None, shared), *((i.directory, [i]) for i in plan.checkpoints if i.is_full)]
+    return [(model, infos) for model, infos in groups if infos]
+
+
+def _add(counts: dict, out: dict) -> dict:
+    return {k: counts.get(k, 0) + out[k] for k in ("generated", "judged")}
+
+
 def _on_each_engine(plan: EvalPlan, prompts: pd.DataFrame, generate: bool = True) -> dict:
-    """Answer (greedy or sampled) and score capability where the plan does, engine by engine: one for the
-    base and every adapter (switched by name), one of its own for each full checkpoint, loaded in turn."""
+    """Answer (greedy or sampled) and score capability where the plan does, engine by engine (model_groups),
+    a full checkpoint's loaded only while its turn lasts."""
     from .evaluate import capability, evaluate, evaluate_sampled, full_engine
 
     recipe, counts = plan.recipe, {"generated": 0, "judged": 0}
-    shared = [i for i in plan.checkpoints if not i.is_full]
-    groups = [(lambda: _engine(plan, shared), shared),
-              *((lambda i=i: full_engine(i, recipe.model), [i]) for i in plan.checkpoints if i.is_full)]
     if generate and recipe.eval.engine == "vllm":
-        counts = _with_vllm(plan, prompts)
-        generate = False  # the HF engines below only score capability
-    for load, infos in groups:
-        if not infos:
-            continue
-        engine = load()
+        counts, generate = _with_vllm(plan, prompts), False  # the HF engines below only score capability
+    if not (generate or plan.scores_capability):
+        return counts
+    for model, infos in model_groups(plan):
+        engine = _engine(plan, infos) if model is None else full_engine(infos[0], recipe.model)
         if generate:
             run = evaluate_sampled if plan.mode is Mode.SAMPLED else evaluate
-            out = run(engine, infos, prompts, recipe, plan.judges, plan.db)
-            counts = {k: counts[k] + out[k] for k in counts}
+            counts = _add(counts, run(engine, infos, prompts, recipe, plan.judges, plan.db))
         if plan.scores_capability:
             capability(engine, infos, recipe, plan.db)
         del engine  # a full checkpoint's weights go before the next one loads
@@ -321,22 +328,17 @@ def _on_each_engine(plan: EvalPlan, prompts: pd.DataFrame, generate: bool = True
 
 
 def _with_vllm(plan: EvalPlan, prompts: pd.DataFrame) -> dict:
-    """The base and every adapter answered by one vLLM worker (vllm_engine.py); each full checkpoint by a
-    worker of its own, in turn."""
+    """Every group of model_groups answered by a vLLM worker of its own (vllm_engine.py), in turn: the base
+    with every adapter in one, each full checkpoint alone."""
     from .evaluate import evaluate_vllm
     from .model import pick_dtype, provision
     from .vllm_engine import start
 
     recipe, counts = plan.recipe, {"generated": 0, "judged": 0}
     dtype = str(pick_dtype(recipe.model, plan.base.device, False)).removeprefix("torch.")
-    shared = [i for i in plan.checkpoints if not i.is_full]
-    groups = [(provision(recipe.model, progress=False), shared),
-              *((i.directory, [i]) for i in plan.checkpoints if i.is_full)]
-    for model_dir, infos in groups:
-        if infos:
-            with start(plan.base, model_dir, infos, dtype) as engine:
-                out = evaluate_vllm(engine, infos, prompts, recipe, plan.judges, plan.db)
-            counts = {k: counts[k] + out[k] for k in counts}
+    for model, infos in model_groups(plan):
+        with start(plan.base, model or provision(recipe.model, progress=False), infos, dtype) as engine:
+            counts = _add(counts, evaluate_vllm(engine, infos, prompts, recipe, plan.judges, plan.db))
     return counts
 
 
